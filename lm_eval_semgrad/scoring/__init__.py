@@ -1,0 +1,6 @@
+"""Harness-independent uncertainty scores from one teacher-forced forward and one partial backward pass."""
+
+from .core import SCORE_KEYS, score
+from .model_access import upper_half_layers
+
+__all__ = ["SCORE_KEYS", "score", "upper_half_layers"]

@@ -1,0 +1,182 @@
+"""score(): SemGrad, HybridGrad and single-pass baselines from one forward and one partial backward pass."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .batching import TeacherForcedBatch, build_batch
+from .losses import ResponseLosses, response_losses
+from .model_access import (
+    decoder_layers,
+    frozen_for_scoring,
+    model_device,
+    output_projection,
+    resolve_layers,
+)
+from .output_gradient import mean_abs_output_weight_grad
+from .validation import validate_inputs
+
+SCORE_KEYS = ("semgrad", "hybridgrad", "exgrad", "g_nll", "mean_entropy", "max_prob_nll", "response_len")
+
+
+def score(
+    model: nn.Module,
+    prompt_ids: Sequence[Sequence[int]],
+    response_ids: Sequence[Sequence[int]],
+    *,
+    position: int = -1,
+    layers: Sequence[int] | None = None,
+    batch_size: int = 8,
+) -> list[dict[str, float]]:
+    """Uncertainty scores of each (prompt, response) pair; higher = less confident.
+
+    `position` is the semantic position tau counted from the prompt end (-1 = last prompt token);
+    `layers` are indices into `output_hidden_states` (None = the upper half, final output excluded).
+    Each response should include the token that ended generation. Returns, per sample, `semgrad`,
+    `hybridgrad`, `exgrad`, `g_nll`, `mean_entropy`, `max_prob_nll` and `response_len`; see
+    SEMGRAD.md for the definitions. Works under `torch.no_grad()`/`inference_mode()` callers.
+    """
+    validate_inputs(model, prompt_ids, response_ids, position, batch_size)
+    band = resolve_layers(len(decoder_layers(model)), layers)
+    order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]) + len(response_ids[i]), reverse=True)
+    results: list[dict[str, float] | None] = [None] * len(order)
+    with torch.inference_mode(False), torch.enable_grad(), frozen_for_scoring(model):
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            batch = build_batch(
+                [prompt_ids[i] for i in chunk], [response_ids[i] for i in chunk], 0, model_device(model)
+            )
+            for index, scores in zip(chunk, _score_batch(model, batch, position, band)):
+                if not all(math.isfinite(v) for v in scores.values()):
+                    raise ValueError(
+                        f"sample {index}: non-finite scores {scores}; the model produced inf/NaN activations "
+                        "(float16 overflow?). Load it in bfloat16 or float32."
+                    )
+                results[index] = scores
+    return results  # type: ignore[return-value]
+
+
+@dataclass
+class _Capture:
+    """Tensors recorded by forward hooks during the grad-enabled forward pass."""
+
+    band_inputs: dict[int, torch.Tensor] = field(default_factory=dict)
+    head_input: torch.Tensor | None = None
+    head_output: torch.Tensor | None = None
+
+
+def _score_batch(
+    model: nn.Module, batch: TeacherForcedBatch, position: int, band: list[int]
+) -> list[dict[str, float]]:
+    """Forward with the graph starting at the lowest semantic layer, then one backward of sum_b L_w."""
+    capture, losses = _forward_with_capture(model, batch, band)
+    band_tensors = [capture.band_inputs[i] for i in band]
+    head_output = capture.head_output
+    (ce_logit_grads,) = torch.autograd.grad(losses.cross_entropy.sum(), [head_output], retain_graph=True)
+    weighted_grads = torch.autograd.grad(losses.entropy_weighted.sum(), [head_output, *band_tensors])
+    w_logit_grads, band_grads = weighted_grads[0], weighted_grads[1:]
+    return _per_sample_scores(batch, position, losses, capture, band_grads, ce_logit_grads, w_logit_grads)
+
+
+def _forward_with_capture(
+    model: nn.Module, batch: TeacherForcedBatch, band: list[int]
+) -> tuple[_Capture, ResponseLosses]:
+    layers = decoder_layers(model)
+    num_layers = len(layers)
+    graph_start = min(band[0], num_layers - 1)
+    capture = _Capture()
+
+    def layer_input_hook(index: int):
+        def hook(module: nn.Module, args: tuple, kwargs: dict):
+            hidden = args[0] if args else kwargs["hidden_states"]
+            if index == graph_start:
+                hidden = hidden.detach().requires_grad_(True)
+            capture.band_inputs[index] = hidden
+            return ((hidden, *args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": hidden})
+
+        return hook
+
+    def head_hook(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+        capture.head_input = args[0]
+        capture.head_output = output.float()
+        return capture.head_output
+
+    hooked = sorted({graph_start, *(i for i in band if i < num_layers)})
+    handles = [layers[i].register_forward_pre_hook(layer_input_hook(i), with_kwargs=True) for i in hooked]
+    handles.append(output_projection(model).register_forward_hook(head_hook))
+    keep = batch.max_response_length + 1
+    try:
+        outputs = model(
+            input_ids=batch.input_ids,
+            attention_mask=batch.attention_mask,
+            position_ids=batch.position_ids,
+            use_cache=False,
+            output_hidden_states=num_layers in band,
+            **_logits_to_keep_kwargs(model, keep),
+        )
+    finally:
+        for handle in handles:
+            handle.remove()
+    if num_layers in band:
+        capture.band_inputs[num_layers] = outputs.hidden_states[-1]
+    logits = outputs.logits[:, -keep:-1]
+    capture.head_input = capture.head_input[:, -keep:-1]
+    targets = batch.input_ids[:, -(keep - 1) :].to(logits.device)
+    columns = torch.arange(keep - 1, device=logits.device)
+    starts = torch.tensor([keep - 1 - r for r in batch.response_lengths], device=logits.device)
+    valid = columns.unsqueeze(0) >= starts.unsqueeze(1)
+    return capture, response_losses(logits, targets, valid)
+
+
+def _logits_to_keep_kwargs(model: nn.Module, keep: int) -> dict[str, int]:
+    """Ask for logits at the response columns only, when the model supports it (saves B x T x V)."""
+    parameters = inspect.signature(model.forward).parameters
+    if "logits_to_keep" in parameters:
+        return {"logits_to_keep": keep}
+    if "num_logits_to_keep" in parameters:
+        return {"num_logits_to_keep": keep}
+    return {}
+
+
+def _per_sample_scores(
+    batch: TeacherForcedBatch,
+    position: int,
+    losses: ResponseLosses,
+    capture: _Capture,
+    band_grads: Sequence[torch.Tensor],
+    ce_logit_grads: torch.Tensor,
+    w_logit_grads: torch.Tensor,
+) -> list[dict[str, float]]:
+    keep = batch.max_response_length + 1
+    ce_logit_grads = ce_logit_grads[:, -keep:-1]
+    w_logit_grads = w_logit_grads[:, -keep:-1]
+    columns = batch.semantic_columns(position)
+    scores = []
+    for row, response_len in enumerate(batch.response_lengths):
+        own = slice(keep - 1 - response_len, keep - 1)
+        at_tau = torch.stack([g[row, columns[row]].float().to(band_grads[0].device) for g in band_grads])
+        semgrad = float(at_tau.abs().mean())
+        head_input = capture.head_input[row, own].detach()
+        exgrad = mean_abs_output_weight_grad(ce_logit_grads[row, own], head_input)
+        weighted_exgrad = mean_abs_output_weight_grad(w_logit_grads[row, own], head_input)
+        token_nll = losses.token_nll[row, own].detach()
+        mean_entropy = float(losses.token_entropy[row, own].mean())
+        alpha = math.exp(-mean_entropy)
+        scores.append(
+            {
+                "semgrad": semgrad,
+                "hybridgrad": alpha * weighted_exgrad + (1 - alpha) * semgrad,
+                "exgrad": exgrad,
+                "g_nll": float(token_nll.sum()),
+                "mean_entropy": mean_entropy,
+                "max_prob_nll": float(token_nll.max()),
+                "response_len": float(response_len),
+            }
+        )
+    return scores

@@ -1,0 +1,94 @@
+"""Find the pieces of a `transformers` causal LM that SemGrad hooks into, whatever its architecture."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch import nn
+
+
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The model's list of decoder blocks, whose inputs are the hidden states h^(0..N-1).
+
+    `output_hidden_states` returns the input of every block, then the final normed output; hooking
+    the blocks directly lets the graph start at the lowest semantic layer instead of the embeddings.
+    """
+    num_layers = getattr(getattr(model, "config", None), "num_hidden_layers", None)
+    get_decoder = getattr(model, "get_decoder", None)
+    if callable(get_decoder):
+        layers = getattr(get_decoder(), "layers", None)
+        if isinstance(layers, nn.ModuleList) and (num_layers is None or len(layers) == num_layers):
+            return layers
+    if num_layers is not None:
+        for module in model.modules():
+            if isinstance(module, nn.ModuleList) and len(module) == num_layers:
+                return module
+    raise ValueError(
+        f"{type(model).__name__} exposes no list of decoder layers matching config.num_hidden_layers, "
+        "so its per-layer hidden states cannot be reached. SemGrad needs a decoder-only "
+        "transformers model that supports output_hidden_states (e.g. a *ForCausalLM class)."
+    )
+
+
+def output_projection(model: nn.Module) -> nn.Module:
+    """The module that maps final hidden states to vocabulary logits (W_out, the lm_head)."""
+    get_output = getattr(model, "get_output_embeddings", None)
+    head = get_output() if callable(get_output) else None
+    if head is None or getattr(head, "weight", None) is None:
+        raise ValueError(
+            f"{type(model).__name__} has no output embeddings (lm_head); SemGrad needs a causal LM "
+            "with a language-modelling head (load it with AutoModelForCausalLM)."
+        )
+    return head
+
+
+def upper_half_layers(num_layers: int) -> list[int]:
+    """h^(N - floor(N/2)) .. h^(N-1): the reference's semantic band, final normed output excluded."""
+    return list(range(num_layers - num_layers // 2, num_layers))
+
+
+def resolve_layers(num_layers: int, layers: Sequence[int] | None) -> list[int]:
+    """Validate `layers` (indices into output_hidden_states, 0..N) and return them sorted."""
+    if layers is None:
+        return upper_half_layers(num_layers)
+    resolved = sorted({int(i) for i in layers})
+    if not resolved:
+        raise ValueError("layers is empty; pass None for the upper half or a list of hidden-state indices.")
+    bad = [i for i in resolved if not 0 <= i <= num_layers]
+    if bad:
+        raise ValueError(
+            f"layers {bad} are out of range: this model has {num_layers} decoder layers, so hidden-state "
+            f"indices run 0..{num_layers} (0 = embeddings, {num_layers} = final normed output)."
+        )
+    return resolved
+
+
+@contextlib.contextmanager
+def frozen_for_scoring(model: nn.Module) -> Iterator[None]:
+    """Turn off every parameter's requires_grad and dropout while scoring, then restore both.
+
+    Parameter gradients are never needed (the W_out gradient is computed from activations), and
+    leaving them on would make autograd build the graph through every layer and store weight grads.
+    """
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    was_training = model.training
+    for param, _ in flags:
+        param.requires_grad_(False)
+    model.eval()
+    try:
+        yield
+    finally:
+        for param, flag in flags:
+            param.requires_grad_(flag)
+        model.train(was_training)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where the input ids must go (the embedding's device, also for models sharded across GPUs)."""
+    get_input = getattr(model, "get_input_embeddings", None)
+    embeddings = get_input() if callable(get_input) else None
+    if embeddings is not None and getattr(embeddings, "weight", None) is not None:
+        return embeddings.weight.device
+    return next(model.parameters()).device

@@ -1,0 +1,126 @@
+"""score() against a plain, unbatched autograd computation of the SEMGRAD.md definitions."""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+
+import pytest
+import torch
+from torch import nn
+
+from lm_eval_semgrad import score
+from tiny_models import VOCAB, tiny_llama, tiny_qwen2, tiny_qwen3_tied
+
+def reference_scores(model: nn.Module, prompt: list[int], response: list[int], position: int, layers) -> dict:
+    """The definitions written out directly: full graph from the embeddings, one sample, no padding.
+
+    The output projection gets its own parameter so that, for tied models, dL/dW_out is the
+    output-projection path only (SEMGRAD.md), not the embedding path too.
+    """
+    model = copy.deepcopy(model)
+    model.lm_head.weight = nn.Parameter(model.lm_head.weight.detach().clone())
+    ids = torch.tensor([prompt + response])
+    embeds = model.get_input_embeddings()(ids).detach().requires_grad_(True)
+    out = model(inputs_embeds=embeds, output_hidden_states=True, use_cache=False)
+    num_layers = model.config.num_hidden_layers
+    if layers is None:
+        layers = list(range(num_layers - num_layers // 2, num_layers))
+    P, R = len(prompt), len(response)
+    logits = out.logits[0, P - 1 : P + R - 1].float()
+    targets = torch.tensor(response)
+    log_q = torch.log_softmax(logits, -1)
+    nll = -log_q[torch.arange(R), targets]
+    q = log_q.detach().exp()
+    entropy = -(q * torch.log(torch.clamp(q, min=1e-15))).sum(-1)
+    loss_w = (entropy * nll).sum() / R
+    loss_ce = nll.sum() / R
+    hidden = [out.hidden_states[i] for i in layers]
+    grads = torch.autograd.grad(loss_w, hidden + [model.lm_head.weight], retain_graph=True)
+    (ce_weight_grad,) = torch.autograd.grad(loss_ce, model.lm_head.weight)
+    semgrad = torch.cat([g[0, P + position].abs() for g in grads[:-1]]).mean().item()
+    g_w = grads[-1].abs().mean().item()
+    mean_entropy = entropy.mean().item()
+    alpha = math.exp(-mean_entropy)
+    return {
+        "semgrad": semgrad,
+        "hybridgrad": alpha * g_w + (1 - alpha) * semgrad,
+        "exgrad": ce_weight_grad.abs().mean().item(),
+        "g_nll": nll.sum().item(),
+        "mean_entropy": mean_entropy,
+        "max_prob_nll": nll.max().item(),
+        "response_len": float(R),
+    }
+
+
+def random_samples(seed: int, n: int, max_prompt: int = 20, max_response: int = 9):
+    rng = random.Random(seed)
+    prompts = [[rng.randrange(VOCAB) for _ in range(rng.randint(4, max_prompt))] for _ in range(n)]
+    responses = [[rng.randrange(VOCAB) for _ in range(rng.randint(1, max_response))] for _ in range(n)]
+    return prompts, responses
+
+
+def assert_close(actual: dict, expected: dict, sample: int) -> None:
+    assert set(actual) == set(expected)
+    for key, want in expected.items():
+        got = actual[key]
+        assert isinstance(got, float), key
+        assert math.isfinite(got), key
+        assert abs(got - want) <= 1e-4 * abs(want) + 1e-12, f"sample {sample} {key}: {got} vs {want}"
+
+
+@pytest.mark.parametrize("build", [tiny_llama, tiny_qwen3_tied, tiny_qwen2])
+@pytest.mark.parametrize("batch_size", [1, 3, 8])
+def test_batched_scores_equal_plain_autograd(build, batch_size):
+    model = build()
+    prompts, responses = random_samples(seed=batch_size, n=7)
+    for position in (-1, -3):
+        got = score(model, prompts, responses, position=position, batch_size=batch_size)
+        for i, (p, r) in enumerate(zip(prompts, responses)):
+            assert_close(got[i], reference_scores(model, p, r, position, None), i)
+
+
+def test_explicit_layers_including_embeddings_and_final_output():
+    model = tiny_qwen2()
+    prompts, responses = random_samples(seed=11, n=4)
+    for layers in ([0, 1], [2, 4], [6], [3, 6]):
+        got = score(model, prompts, responses, position=-2, layers=layers, batch_size=4)
+        for i, (p, r) in enumerate(zip(prompts, responses)):
+            assert_close(got[i], reference_scores(model, p, r, -2, layers), i)
+
+
+def test_left_padding_does_not_change_scores():
+    """A short sample scored beside a much longer one gets the same scores as alone."""
+    model = tiny_llama()
+    short = ([5, 6, 7, 8], [9, 10])
+    long = (list(range(1, 60)), list(range(20, 40)))
+    alone = score(model, [short[0]], [short[1]], position=-2)[0]
+    together = score(model, [long[0], short[0]], [long[1], short[1]], position=-2, batch_size=2)[1]
+    assert_close(together, alone, 1)
+
+
+def test_works_inside_inference_mode_and_restores_parameters():
+    model = tiny_llama()
+    model.lm_head.weight.requires_grad_(True)
+    model.model.layers[0].mlp.up_proj.weight.requires_grad_(False)
+    model.train()
+    prompts, responses = random_samples(seed=3, n=2)
+    with torch.inference_mode():
+        got = score(model, prompts, responses, position=-1)
+    assert model.lm_head.weight.requires_grad and not model.model.layers[0].mlp.up_proj.weight.requires_grad
+    assert model.training
+    model.eval()
+    assert_close(got[0], reference_scores(model, prompts[0], responses[0], -1, None), 0)
+
+
+def test_bfloat16_model_gives_finite_scores_for_confident_long_answers():
+    model = tiny_llama()
+    # Sharpen the output distribution so that many token probabilities underflow.
+    with torch.no_grad():
+        model.lm_head.weight.mul_(200.0)
+    model = model.to(torch.bfloat16)
+    prompts, responses = random_samples(seed=5, n=3, max_prompt=30, max_response=120)
+    for scores in score(model, prompts, responses, position=-1, batch_size=3):
+        assert all(math.isfinite(v) for v in scores.values())
+        assert scores["semgrad"] > 0 and scores["exgrad"] > 0
