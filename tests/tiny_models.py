@@ -37,3 +37,73 @@ def tiny_qwen2() -> nn.Module:
         num_key_value_heads=2, max_position_embeddings=256, initializer_range=0.3, tie_word_embeddings=False,
     )
     return Qwen2ForCausalLM(config).eval()
+
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+_CORPUS_WORDS = (
+    "the a an of to in is was what which who where when why how answer question please directly following "
+    "with one or few words cell energy water light plant animal atom molecule called process known as made "
+    "by from into that this are be it its for on at most many number type kind earth sun heat cold gas "
+    "liquid solid mass force charge electron proton neutron nucleus carbon oxygen hydrogen blood body "
+    "yes no true false paris london france england 0 1 2 3 4 5 6 7 8 9 ! ? . , : ; ' \" ( ) - \n"
+).split(" ")
+
+
+def build_chat_tokenizer():
+    """A byte-level BPE tokenizer with ChatML special tokens, trained offline in well under a second."""
+    import random
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    rng = random.Random(0)
+    corpus = [" ".join(rng.choice(_CORPUS_WORDS) for _ in range(12)) for _ in range(2000)]
+    corpus += ["user\nassistant\nsystem\n"] * 500  # chat roles become single tokens, as in real vocabularies
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tokenizer.train_from_iterator(corpus, trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, eos_token="<|im_end|>", pad_token="<|endoftext|>", bos_token=None
+    )
+    fast.chat_template = CHATML_TEMPLATE
+    return fast
+
+
+def save_tiny_chat_model(directory, architecture: str = "llama", seed: int = 0, num_layers: int = 4):
+    """Save a tiny random causal LM plus a ChatML tokenizer to `directory`; returns the path.
+
+    Loads with AutoModelForCausalLM/AutoTokenizer and `lm_eval --model hf`, fully offline.
+    """
+    from pathlib import Path
+
+    from transformers import GenerationConfig
+
+    directory = Path(directory)
+    tokenizer = build_chat_tokenizer()
+    common = dict(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=num_layers,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048, initializer_range=0.3,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
+    )
+    torch.manual_seed(seed)
+    if architecture == "llama":
+        model = LlamaForCausalLM(LlamaConfig(**common, tie_word_embeddings=False))
+    elif architecture == "qwen3":
+        model = Qwen3ForCausalLM(Qwen3Config(**common, head_dim=8, tie_word_embeddings=True))
+    else:
+        raise ValueError(f"unknown architecture {architecture!r}")
+    model.generation_config = GenerationConfig(
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, do_sample=False
+    )
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
