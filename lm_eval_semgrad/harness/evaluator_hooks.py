@@ -1,0 +1,110 @@
+"""Hooks into lm-eval's evaluator, active only for runs whose model is `semgrad-hf`.
+
+- `evaluate` gives each generative task the uncertainty metrics (`task_hooks`) and afterwards
+  rewrites the logged samples so each holds its scores and correctness label in plain fields.
+- `stderr_for_metric` lets our aggregations report their own bootstrap standard error.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any
+
+from .task_hooks import UncertaintyAggregation, UncertaintySample, attach_uncertainty_metrics
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_FIELD = "uncertainty"
+
+
+def install() -> None:
+    """Patch lm_eval.evaluator.evaluate and evaluator_utils.stderr_for_metric once (idempotent)."""
+    import lm_eval.evaluator as evaluator
+    import lm_eval.evaluator_utils as evaluator_utils
+
+    if not getattr(evaluator.evaluate, "_semgrad_wrapped", False):
+        evaluator.evaluate = _wrap_evaluate(evaluator.evaluate)
+    if not getattr(evaluator_utils.stderr_for_metric, "_semgrad_wrapped", False):
+        evaluator_utils.stderr_for_metric = _wrap_stderr_for_metric(evaluator_utils.stderr_for_metric)
+
+
+def _semgrad_model(lm: Any):
+    from .model import SemGradHFLM
+
+    inner = getattr(lm, "lm", lm)  # CachingLM (--use_cache) wraps the model
+    return inner if isinstance(inner, SemGradHFLM) else None
+
+
+def _leaf_tasks(task_dict: dict) -> dict[str, Any]:
+    if "tasks" in task_dict and isinstance(task_dict["tasks"], dict):
+        return dict(task_dict["tasks"])
+    tasks: dict[str, Any] = {}
+    for name, value in task_dict.items():  # older nested {group: {task: Task}} layout
+        if isinstance(value, dict):
+            tasks.update(_leaf_tasks(value))
+        elif hasattr(value, "process_results"):
+            tasks[getattr(name, "group_name", name) if not isinstance(name, str) else name] = value
+    return tasks
+
+
+def _wrap_evaluate(original):
+    @functools.wraps(original)
+    def evaluate(lm, task_dict, *args: Any, **kwargs: Any):
+        model = _semgrad_model(lm)
+        if model is None:
+            return original(lm, task_dict, *args, **kwargs)
+        tasks = _leaf_tasks(task_dict)
+        skipped = [name for name, task in tasks.items() if getattr(task, "OUTPUT_TYPE", None) != "generate_until"]
+        if skipped:
+            logger.warning(
+                "semgrad-hf: no uncertainty is computed for non-generative tasks (loglikelihood / multiple "
+                "choice): %s. They run unchanged.", ", ".join(sorted(skipped)),
+            )
+        for name, task in tasks.items():
+            if name not in skipped:
+                attach_uncertainty_metrics(task, model.score_store, model.semgrad)
+        results = original(lm, task_dict, *args, **kwargs)
+        if results is not None and results.get("samples"):
+            for rows in results["samples"].values():
+                for row in rows:
+                    _tidy_sample_row(row, model)
+        return results
+
+    evaluate._semgrad_wrapped = True
+    return evaluate
+
+
+def _tidy_sample_row(row: dict[str, Any], model) -> None:
+    """Replace the per-metric copies of an UncertaintySample by one readable `uncertainty` field."""
+    ours = [key for key, value in row.items() if isinstance(value, UncertaintySample)]
+    if not ours:
+        return
+    sample: UncertaintySample = row[ours[0]]
+    for key in ours:
+        del row[key]
+    if isinstance(row.get("metrics"), list):
+        row["metrics"] = [name for name in row["metrics"] if name not in ours]
+    record = sample.record
+    row[SAMPLE_FIELD] = {
+        "scores": None if record is None else dict(record["scores"]),
+        "correct": sample.correct,
+        "correctness": sample.label,
+        "response_ids": None if record is None else list(record["response_ids"]),
+        "prompt_len": None if record is None else record["prompt_len"],
+        "position": model.semgrad_position,
+        "layers": "upper_half" if model.semgrad_layers is None else list(model.semgrad_layers),
+    }
+
+
+def _wrap_stderr_for_metric(original):
+    @functools.wraps(original)
+    def stderr_for_metric(metric, bootstrap_iters: int):
+        if isinstance(metric, UncertaintyAggregation):
+            if bootstrap_iters <= 0:
+                return None
+            return functools.partial(metric.stderr, bootstrap_iters=bootstrap_iters)
+        return original(metric, bootstrap_iters)
+
+    stderr_for_metric._semgrad_wrapped = True
+    return stderr_for_metric

@@ -1,0 +1,198 @@
+"""`semgrad-hf`: lm-eval's HF model that also scores every generated answer with SemGrad."""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from lm_eval.api.model import CacheHook
+from lm_eval.api.registry import register_model
+from lm_eval.models.huggingface import HFLM
+
+from ..scoring import score
+from . import evaluator_hooks
+from .chat_positions import chat_template_position
+from .response_tokens import answer_token_ids
+from .score_store import Record, ScoreStore
+from .settings import SemGradSettings, pop_settings
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SEMGRAD_BATCH_SIZE = 8
+
+
+@register_model("semgrad-hf")
+class SemGradHFLM(HFLM):
+    """HFLM plus a grad pass after each generation batch; everything else is HFLM's.
+
+    Model args: all of `hf`'s, plus the `semgrad_*` options in `settings.OPTION_HELP`. Scores are
+    kept per request in `score_store` and turned into per-task metrics by `evaluator_hooks`.
+    """
+
+    def __init__(self, pretrained: Any = None, **kwargs: Any) -> None:
+        self.semgrad: SemGradSettings = pop_settings(kwargs)
+        self.score_store = ScoreStore()
+        self._pending: deque[Record | None] = deque()
+        self._checked_prompt_format = False
+        super().__init__(pretrained, **kwargs)
+        self._split_data_across_cpu_processes()
+        self.semgrad_position, self.position_source = self._resolve_position()
+        self.semgrad_layers = None if self.semgrad.layers is None else list(self.semgrad.layers)
+        self._stop_token_ids = self._end_of_sequence_ids()
+        evaluator_hooks.install()
+        logger.info(
+            "semgrad-hf: position %d (%s), layers %s, methods %s",
+            self.semgrad_position,
+            self.position_source,
+            "upper half" if self.semgrad_layers is None else self.semgrad_layers,
+            ", ".join(self.semgrad.methods),
+        )
+
+    def _split_data_across_cpu_processes(self) -> None:
+        """Data parallelism under `accelerate launch` also without GPUs (HFLM splits only across >1 GPU).
+
+        Otherwise every CPU process would evaluate and write every sample.
+        """
+        accelerator = getattr(self, "accelerator", None)
+        if accelerator is not None and accelerator.num_processes > 1 and self._world_size == 1:
+            self._rank = accelerator.process_index
+            self._world_size = accelerator.num_processes
+
+    # -- configuration -----------------------------------------------------------------------
+
+    def _resolve_position(self) -> tuple[int, str]:
+        requested = self.semgrad.position
+        if isinstance(requested, int):
+            return requested, "semgrad_position"
+        known = chat_template_position(self.tokenizer)
+        if known is not None:
+            return known, "chat template"
+        if requested == "auto":
+            raise ValueError(
+                "semgrad_position=auto: this tokenizer's chat template is not a known family "
+                "(Llama-3, ChatML/Qwen, Mistral). Pass a number (e.g. semgrad_position=-1) or run "
+                "`lm-eval-semgrad calibrate` and pass semgrad_calibration=FILE."
+            )
+        logger.warning(
+            "semgrad-hf: no semgrad_position given and no known chat template; using -1 (the last "
+            "prompt token). Pass semgrad_position=N or calibrate for a better choice."
+        )
+        return -1, "default (last prompt token)"
+
+    def _end_of_sequence_ids(self) -> set[int]:
+        """Token ids that end generation: the tokenizer's EOS and the generation config's."""
+        ids = {self.tokenizer.eos_token_id}
+        configured = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        ids.update(configured if isinstance(configured, (list, tuple)) else [configured])
+        return {i for i in ids if i is not None}
+
+    @property
+    def semgrad_batch_size(self) -> int:
+        if self.semgrad.batch_size is not None:
+            return self.semgrad.batch_size
+        return self.batch_size if isinstance(self.batch_size, int) else DEFAULT_SEMGRAD_BATCH_SIZE
+
+    # -- the cache hook is where a generated answer meets its request --------------------------
+
+    @property
+    def cache_hook(self) -> CacheHook:
+        return self._recording_hook
+
+    @cache_hook.setter
+    def cache_hook(self, inner: CacheHook) -> None:
+        self._recording_hook = _RecordingCacheHook(self, inner)
+        self.score_store.persistent = getattr(inner, "dbdict", None)
+
+    def record_answer(self, request_args: Sequence[Any]) -> None:
+        """Called once per answer, in generation order: file the pending record under its request."""
+        if not self._pending:
+            return
+        record = self._pending.popleft()
+        if record is not None:
+            self.score_store.add(request_args, record)
+        if not self._checked_prompt_format:
+            self._checked_prompt_format = True
+            self._warn_if_prompt_lacks_chat_format(str(request_args[0]))
+
+    def _warn_if_prompt_lacks_chat_format(self, context: str) -> None:
+        if self.position_source != "chat template":
+            return
+        rendered = self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": "x"}], add_generation_prompt=True, tokenize=False
+        )
+        header = rendered[rendered.rfind("x") + 1 :].strip()
+        if header and not context.rstrip().endswith(header.split()[-1]):
+            logger.warning(
+                "semgrad-hf: the semantic position %d comes from the chat template, but the prompts do not "
+                "end with its assistant header. Run with --apply_chat_template, or pass semgrad_position.",
+                self.semgrad_position,
+            )
+
+    # -- generation + grad pass ----------------------------------------------------------------
+
+    def _model_generate(self, context, max_length: int, stop: list[str], **generation_kwargs):
+        output = super()._model_generate(context, max_length, stop, **generation_kwargs)
+        attention_mask = generation_kwargs.get("attention_mask")
+        prompts, answers = [], []
+        for row in range(context.shape[0]):
+            ids = context[row] if attention_mask is None else context[row][attention_mask[row].bool()]
+            prompts.append(ids.tolist())
+            answers.append(
+                answer_token_ids(
+                    output[row, context.shape[1] :].tolist(),
+                    stop,
+                    self._stop_token_ids,
+                    lambda tokens: self.tokenizer.decode(tokens, skip_special_tokens=False),
+                )
+            )
+        self._pending.extend(self._score_answers(prompts, answers))
+        return output
+
+    def _score_answers(self, prompts: list[list[int]], answers: list[list[int]]) -> list[Record | None]:
+        """Score the non-empty answers of one generation batch; empty answers get no record."""
+        rows = [i for i, answer in enumerate(answers) if answer]
+        if len(rows) < len(answers):
+            logger.warning("semgrad-hf: %d empty answer(s) have no uncertainty score", len(answers) - len(rows))
+        scores = self._score_with_backoff([prompts[i] for i in rows], [answers[i] for i in rows])
+        records: list[Record | None] = [None] * len(answers)
+        for row, row_scores in zip(rows, scores):
+            records[row] = {"scores": row_scores, "response_ids": answers[row], "prompt_len": len(prompts[row])}
+        return records
+
+    def _score_with_backoff(self, prompts: list[list[int]], answers: list[list[int]]) -> list[dict[str, float]]:
+        batch_size = self.semgrad_batch_size
+        while True:
+            try:
+                return score(
+                    self.model, prompts, answers, position=self.semgrad_position,
+                    layers=self.semgrad_layers, batch_size=batch_size,
+                )
+            except torch.cuda.OutOfMemoryError:
+                if batch_size == 1:
+                    raise
+                batch_size = max(1, batch_size // 2)
+                torch.cuda.empty_cache()
+                logger.warning("semgrad-hf: out of memory in the grad pass; semgrad_batch_size -> %d", batch_size)
+                self.semgrad = _replace_batch_size(self.semgrad, batch_size)
+
+
+def _replace_batch_size(settings: SemGradSettings, batch_size: int) -> SemGradSettings:
+    from dataclasses import replace
+
+    return replace(settings, batch_size=batch_size)
+
+
+class _RecordingCacheHook(CacheHook):
+    """Wraps the hook HFLM calls once per generated answer, right after generating its batch."""
+
+    def __init__(self, model: SemGradHFLM, inner: CacheHook) -> None:
+        self.model, self.inner = model, inner
+        self.dbdict = getattr(inner, "dbdict", None)
+
+    def add_partial(self, attr: str, req, res) -> None:
+        self.inner.add_partial(attr, req, res)
+        if attr == "generate_until":
+            self.model.record_answer(req)

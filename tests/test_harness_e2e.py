@@ -1,0 +1,167 @@
+"""`semgrad-hf` through the real `lm_eval` CLI on a tiny random chat model and local tasks."""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from harness_fixtures import lm_eval_command, read_results, read_samples, run_cli, write_tasks
+from lm_eval_semgrad import score
+from lm_eval_semgrad.metrics import METRICS
+from tiny_models import save_tiny_chat_model
+
+METHODS = ("semgrad", "hybridgrad", "g_nll")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("harness")
+    model_dir = save_tiny_chat_model(root / "model")
+    tasks_dir = write_tasks(root / "tasks")
+    return root, model_dir, tasks_dir
+
+
+def cli_args(model_dir, tasks_dir, output, tasks, extra_model_args="") -> list[str]:
+    return [
+        "--model", "semgrad-hf",
+        "--model_args", f"pretrained={model_dir},semgrad_batch_size=4{extra_model_args}",
+        "--tasks", tasks, "--include_path", str(tasks_dir), "--limit", "8",
+        "--apply_chat_template", "--log_samples", "--output_path", str(output),
+    ]
+
+
+@pytest.fixture(scope="module")
+def first_run(setup):
+    """One run with a free-form task, a two-filter task and a multiple-choice task, with a request cache."""
+    root, model_dir, tasks_dir = setup
+    output = root / "run1"
+    args = cli_args(model_dir, tasks_dir, output, "qa_parity,qa_filters,qa_choice")
+    result = run_cli([*lm_eval_command(), *args, "--use_cache", str(root / "cache" / "lm")], cwd=root)
+    return output, result
+
+
+def test_results_have_every_uncertainty_metric_with_stderr(first_run):
+    output, _ = first_run
+    results = read_results(output)["results"]
+    for task, filters in (("qa_parity", ["none"]), ("qa_filters", ["strict-match", "flexible-extract"])):
+        for filter_key in filters:
+            for method in METHODS:
+                for metric in METRICS:
+                    key = f"{method}_{metric},{filter_key}"
+                    assert key in results[task], key
+                    assert f"{method}_{metric}_stderr,{filter_key}" in results[task]
+        # half-correct labels: every metric is defined and has a bootstrap standard error
+    for method in METHODS:
+        for metric in METRICS:
+            assert math.isfinite(results["qa_parity"][f"{method}_{metric},none"])
+            assert isinstance(results["qa_parity"][f"{method}_{metric}_stderr,none"], float)
+    assert results["qa_parity"]["semgrad_auroc_stderr,none"] > 0
+
+
+def test_multiple_choice_task_runs_unchanged_with_one_warning(first_run):
+    output, result = first_run
+    results = read_results(output)["results"]["qa_choice"]
+    assert "acc,none" in results
+    assert not any(key.startswith(METHODS) for key in results)
+    assert result.stderr.count("no uncertainty is computed for non-generative tasks") == 1
+
+
+def test_sample_log_has_scores_and_the_correctness_label_used(first_run):
+    output, _ = first_run
+    rows = read_samples(output, "qa_parity")
+    assert len(rows) == 8
+    for row in rows:
+        info = row["uncertainty"]
+        assert set(info["scores"]) >= {"semgrad", "hybridgrad", "exgrad", "g_nll", "mean_entropy", "max_prob_nll"}
+        assert info["correct"] == int(row["parity"] >= 0.5)
+        assert info["correctness"] == "parity >= 0.5"
+        assert info["position"] == -3  # ChatML assistant header, found from the chat template
+        assert not any(key.startswith(METHODS) for key in row)  # metric keys are folded into `uncertainty`
+    assert {row["uncertainty"]["correct"] for row in rows} == {0, 1}
+
+
+def test_logged_scores_equal_score_on_the_same_token_ids(setup, first_run):
+    _, model_dir, _ = setup
+    output, _ = first_run
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    for row in read_samples(output, "qa_parity"):
+        prompt = row["arguments"]["gen_args_0"]["arg_0"]
+        info = row["uncertainty"]
+        prompt_ids = tokenizer(prompt, add_special_tokens=False).input_ids
+        assert len(prompt_ids) == info["prompt_len"]
+        response_ids = info["response_ids"]
+        # the answer text lm-eval kept is the decoded answer tokens up to the stop string
+        decoded = tokenizer.decode(response_ids, skip_special_tokens=True)
+        assert decoded.startswith(row["resps"][0][0])
+        assert response_ids[-1] == tokenizer.eos_token_id or "\n\n" in decoded or len(response_ids) == 10
+        expected = score(model, [prompt_ids], [response_ids], position=-3)[0]
+        for key, value in expected.items():
+            assert info["scores"][key] == pytest.approx(value, rel=1e-4, abs=1e-12), key
+
+
+def test_every_filter_sees_the_same_scores(first_run):
+    output, _ = first_run
+    by_filter: dict[str, dict[int, dict]] = {}
+    for row in read_samples(output, "qa_filters"):
+        by_filter.setdefault(row["filter"], {})[row["doc_id"]] = row["uncertainty"]["scores"]
+    assert set(by_filter) == {"strict-match", "flexible-extract"}
+    assert by_filter["strict-match"] == by_filter["flexible-extract"]
+
+
+def test_use_cache_resume_keeps_the_scores(setup, first_run):
+    root, model_dir, tasks_dir = setup
+    output, _ = first_run
+    resumed = root / "run2"
+    args = cli_args(model_dir, tasks_dir, resumed, "qa_parity")
+    result = run_cli([*lm_eval_command(), *args, "--use_cache", str(root / "cache" / "lm")], cwd=root)
+    assert "Cached requests: 8, Requests remaining: 0" in result.stderr + result.stdout
+    before = {row["doc_id"]: row["uncertainty"]["scores"] for row in read_samples(output, "qa_parity")}
+    after = {row["doc_id"]: row["uncertainty"]["scores"] for row in read_samples(resumed, "qa_parity")}
+    assert after == before
+    assert read_results(resumed)["results"]["qa_parity"]["semgrad_auroc,none"] == pytest.approx(
+        read_results(output)["results"]["qa_parity"]["semgrad_auroc,none"]
+    )
+
+
+def test_data_parallel_on_two_cpu_processes_equals_one_process(setup, first_run):
+    root, model_dir, tasks_dir = setup
+    output, _ = first_run
+    parallel = root / "dp"
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533"]
+    command = [*launcher, "-m", "lm_eval_semgrad", *cli_args(model_dir, tasks_dir, parallel, "qa_parity")]
+    import os
+
+    os.environ["ACCELERATE_USE_CPU"] = "true"
+    try:
+        result = run_cli(command, cwd=root)
+    finally:
+        del os.environ["ACCELERATE_USE_CPU"]
+    assert "on rank 1" in result.stderr  # the data really was split
+    single = {row["doc_id"]: row for row in read_samples(output, "qa_parity")}
+    rows = read_samples(parallel, "qa_parity")
+    assert sorted(row["doc_id"] for row in rows) == sorted(single)
+    for row in rows:
+        assert row["resps"] == single[row["doc_id"]]["resps"]
+        for key, value in single[row["doc_id"]]["uncertainty"]["scores"].items():
+            assert row["uncertainty"]["scores"][key] == pytest.approx(value, rel=1e-4, abs=1e-12)
+    for key, value in read_results(output)["results"]["qa_parity"].items():
+        if key.startswith(METHODS) and "stderr" not in key:
+            assert read_results(parallel)["results"]["qa_parity"][key] == pytest.approx(value, rel=1e-6)
+
+
+def test_correctness_override_and_method_choice(setup):
+    root, model_dir, tasks_dir = setup
+    output = root / "override"
+    extra = ",semgrad_methods=exgrad:mean_entropy,semgrad_correctness=parity:0.75"
+    run_cli([*lm_eval_command(), *cli_args(model_dir, tasks_dir, output, "qa_parity", extra)], cwd=root)
+    results = read_results(output)["results"]["qa_parity"]
+    assert "exgrad_auroc,none" in results and "mean_entropy_prr,none" in results
+    assert "semgrad_auroc,none" not in results
+    for row in read_samples(output, "qa_parity"):
+        assert row["uncertainty"]["correctness"] == "parity >= 0.75"
+        assert row["uncertainty"]["correct"] == int(row["parity"] >= 0.75)

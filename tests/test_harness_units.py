@@ -1,0 +1,105 @@
+"""Model-arg parsing, answer-token cutting and chat-template positions of `semgrad-hf`."""
+
+from __future__ import annotations
+
+import pytest
+
+from lm_eval_semgrad.harness.chat_positions import chat_template_position
+from lm_eval_semgrad.harness.response_tokens import answer_token_ids
+from lm_eval_semgrad.harness.settings import DEFAULT_METHODS, pop_settings
+from tiny_models import build_chat_tokenizer
+
+
+def test_settings_are_popped_and_parsed():
+    args = {
+        "pretrained": "x", "semgrad_position": -4, "semgrad_layers": "16-31", "semgrad_batch_size": 2,
+        "semgrad_methods": "semgrad:exgrad", "semgrad_correctness": "contains:0.7",
+    }
+    settings = pop_settings(args)
+    assert args == {"pretrained": "x"}
+    assert settings.position == -4 and settings.layers == tuple(range(16, 32)) and settings.batch_size == 2
+    assert settings.methods == ("semgrad", "exgrad")
+    assert (settings.correctness_metric, settings.correctness_threshold) == ("contains", 0.7)
+
+
+def test_defaults():
+    settings = pop_settings({"pretrained": "x"})
+    assert settings.position is None and settings.layers is None and settings.methods == DEFAULT_METHODS
+    assert settings.correctness_metric is None and settings.correctness_threshold == 0.5
+    assert pop_settings({"semgrad_position": "auto", "semgrad_layers": "upper_half"}).position == "auto"
+    assert pop_settings({"semgrad_layers": "12:14:16"}).layers == (12, 14, 16)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ({"semgrad_postion": -1}, "unknown semgrad-hf model arg(s) semgrad_postion; valid ones are"),
+        ({"semgrad_position": 0}, "semgrad_position=0 is not valid"),
+        ({"semgrad_position": "last"}, "semgrad_position='last' is not valid"),
+        ({"semgrad_layers": "31-16"}, "semgrad_layers='31-16' is not valid"),
+        ({"semgrad_batch_size": 0}, "semgrad_batch_size=0 is not valid"),
+        ({"semgrad_methods": "semgrad:sar"}, "unknown method(s) ['sar']"),
+        ({"semgrad_correctness": "acc:high"}, "the threshold after ':' must be a number"),
+    ],
+)
+def test_bad_settings_are_named(args, message):
+    with pytest.raises(ValueError) as error:
+        pop_settings(dict(args))
+    assert message in str(error.value)
+    if "unknown semgrad-hf" in message:
+        assert "semgrad_position" in str(error.value) and "semgrad_methods" in str(error.value)
+
+
+def _decode(tokens):
+    return "".join(chr(96 + t) if t < 90 else f"<{t}>" for t in tokens)
+
+
+@pytest.mark.parametrize(
+    "generated, stops, eos, expected",
+    [
+        ([1, 2, 3, 99, 0, 0], ["<99>"], {99}, [1, 2, 3, 99]),  # ended by EOS: keep it, drop padding
+        ([1, 2, 3, 4, 5], ["c"], {99}, [1, 2, 3]),  # stop string: keep the token completing it
+        ([1, 2, 3, 4, 5], ["cd"], {99}, [1, 2, 3, 4]),  # stop string across two tokens
+        ([1, 2, 3, 4, 5], ["z"], {99}, [1, 2, 3, 4, 5]),  # ran to max_gen_toks
+        ([3, 99, 0], ["c"], {99}, [3]),  # stop string before EOS wins
+        ([99, 0, 0], ["<99>"], {99}, [99]),  # immediate end of turn: one token
+        ([1, 2, 3], [], set(), [1, 2, 3]),
+    ],
+)
+def test_answer_token_ids(generated, stops, eos, expected):
+    assert answer_token_ids(generated, stops, eos, _decode) == expected
+
+
+def test_chat_template_position_of_chatml_and_unknown_templates():
+    tokenizer = build_chat_tokenizer()
+    assert chat_template_position(tokenizer) == -3  # <|im_start|> assistant \n
+    tokenizer.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    assert chat_template_position(tokenizer) is None
+    tokenizer.chat_template = None
+    assert chat_template_position(tokenizer) is None
+
+
+def test_unknown_model_arg_fails_before_loading_the_model():
+    from lm_eval_semgrad.harness.model import SemGradHFLM
+
+    with pytest.raises(ValueError, match="unknown semgrad-hf model arg"):
+        SemGradHFLM.create_from_arg_string("pretrained=/nonexistent,semgrad_bogus=1")
+
+
+def test_auto_position_without_known_template_says_how_to_fix(tmp_path):
+    from lm_eval_semgrad.harness.model import SemGradHFLM
+    from tiny_models import save_tiny_chat_model
+
+    model_dir = save_tiny_chat_model(tmp_path / "m")
+    config = (model_dir / "tokenizer_config.json")
+    import json
+
+    data = json.loads(config.read_text())
+    data.pop("chat_template", None)
+    config.write_text(json.dumps(data))
+    for template_file in model_dir.glob("chat_template*"):
+        template_file.unlink()
+    with pytest.raises(ValueError, match="Pass a number .* or run `lm-eval-semgrad calibrate`"):
+        SemGradHFLM(pretrained=str(model_dir), device="cpu", semgrad_position="auto")
+    model = SemGradHFLM(pretrained=str(model_dir), device="cpu")
+    assert model.semgrad_position == -1 and model.position_source.startswith("default")
