@@ -124,3 +124,12 @@ def test_bfloat16_model_gives_finite_scores_for_confident_long_answers():
     for scores in score(model, prompts, responses, position=-1, batch_size=3):
         assert all(math.isfinite(v) for v in scores.values())
         assert scores["semgrad"] > 0 and scores["exgrad"] > 0
+
+
+def test_position_at_the_first_prompt_token_needs_no_prefix_cache():
+    model = tiny_qwen3_tied()
+    prompts = [[3, 4, 5, 6], [7, 8, 9, 10]]
+    responses = [[11, 12], [13, 14, 15]]
+    got = score(model, prompts, responses, position=-4, batch_size=2)
+    for i, (p, r) in enumerate(zip(prompts, responses)):
+        assert_close(got[i], reference_scores(model, p, r, -4, None), i)

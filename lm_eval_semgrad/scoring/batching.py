@@ -1,4 +1,4 @@
-"""Left-padded teacher-forcing batches of (prompt, response) pairs."""
+"""Prompt-aligned teacher-forcing batches of (prompt, response) pairs."""
 
 from __future__ import annotations
 
@@ -10,30 +10,32 @@ import torch
 
 @dataclass(frozen=True)
 class TeacherForcedBatch:
-    """One left-padded batch: every sequence ends at the last column, so responses line up on the right.
+    """Prompts left-padded to `prompt_width`, responses right-padded after them: the layout of generation.
 
-    `input_ids`, `attention_mask`, `position_ids`: (B, T). The response of row b fills the last
-    `response_lengths[b]` columns; the logits predicting it sit one column earlier.
+    Every prompt ends at column `prompt_width - 1`, so the semantic position tau is one column for
+    all rows (`prompt_width + position`), and the columns before it can come from one KV cache
+    (computed without grad, or kept from generation). Row b's response fills columns
+    `prompt_width .. prompt_width + response_lengths[b] - 1`.
     """
 
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     position_ids: torch.Tensor
-    response_ids: list[list[int]]
-    prompt_lengths: list[int]
-
-    @property
-    def response_lengths(self) -> list[int]:
-        return [len(r) for r in self.response_ids]
+    prompt_width: int
+    response_lengths: list[int]
 
     @property
     def max_response_length(self) -> int:
         return max(self.response_lengths)
 
-    def semantic_columns(self, position: int) -> list[int]:
-        """Column of the semantic position tau (a negative offset from the prompt end) for every row."""
-        width = self.input_ids.shape[1]
-        return [width - r + position for r in self.response_lengths]
+    def semantic_column(self, position: int) -> int:
+        return self.prompt_width + position
+
+    def response_mask(self) -> torch.Tensor:
+        """(B, max_response_length): True where row b has its own response token."""
+        columns = torch.arange(self.max_response_length, device=self.input_ids.device)
+        lengths = torch.tensor(self.response_lengths, device=self.input_ids.device)
+        return columns.unsqueeze(0) < lengths.unsqueeze(1)
 
 
 def build_batch(
@@ -42,23 +44,26 @@ def build_batch(
     pad_token_id: int,
     device: torch.device,
 ) -> TeacherForcedBatch:
-    """Concatenate each prompt and response and left-pad them to a common length.
+    """Left-pad the prompts and right-pad the responses to common widths.
 
-    Position ids are counted from each row's first real token, so padded rows compute exactly what
-    the same sequence computes alone.
+    Position ids count from each row's first real token, so a padded row computes exactly what
+    the same sequence computes alone (padding is masked out, and trailing padding comes after
+    every real token of its row).
     """
-    sequences = [list(p) + list(r) for p, r in zip(prompt_ids, response_ids)]
-    width = max(len(s) for s in sequences)
-    input_ids = torch.full((len(sequences), width), pad_token_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, sequence in enumerate(sequences):
-        input_ids[row, width - len(sequence) :] = torch.tensor(sequence, dtype=torch.long)
-        attention_mask[row, width - len(sequence) :] = 1
+    prompt_width = max(len(p) for p in prompt_ids)
+    response_width = max(len(r) for r in response_ids)
+    rows = len(prompt_ids)
+    input_ids = torch.full((rows, prompt_width + response_width), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros_like(input_ids)
+    for row, (prompt, response) in enumerate(zip(prompt_ids, response_ids)):
+        start, end = prompt_width - len(prompt), prompt_width + len(response)
+        input_ids[row, start:end] = torch.tensor([*prompt, *response], dtype=torch.long)
+        attention_mask[row, start:end] = 1
     position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
     return TeacherForcedBatch(
         input_ids=input_ids.to(device),
         attention_mask=attention_mask.to(device),
         position_ids=position_ids.to(device),
-        response_ids=[list(r) for r in response_ids],
-        prompt_lengths=[len(p) for p in prompt_ids],
+        prompt_width=prompt_width,
+        response_lengths=[len(r) for r in response_ids],
     )

@@ -6,6 +6,7 @@ import inspect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -44,7 +45,8 @@ def score(
     """
     validate_inputs(model, prompt_ids, response_ids, position, batch_size)
     band = resolve_layers(len(decoder_layers(model)), layers)
-    order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]) + len(response_ids[i]), reverse=True)
+    # similar prompt and response lengths share a batch: less padding on both sides
+    order = sorted(range(len(prompt_ids)), key=lambda i: (len(prompt_ids[i]), len(response_ids[i])), reverse=True)
     results: list[dict[str, float] | None] = [None] * len(order)
     with torch.inference_mode(False), torch.enable_grad(), frozen_for_scoring(model):
         for start in range(0, len(order), batch_size):
@@ -52,7 +54,7 @@ def score(
             batch = build_batch(
                 [prompt_ids[i] for i in chunk], [response_ids[i] for i in chunk], 0, model_device(model)
             )
-            for index, scores in zip(chunk, _score_batch(model, batch, position, band)):
+            for index, scores in zip(chunk, score_batch(model, batch, position, band)):
                 if not all(math.isfinite(v) for v in scores.values()):
                     raise ValueError(
                         f"sample {index}: non-finite scores {scores}; the model produced inf/NaN activations "
@@ -71,21 +73,49 @@ class _Capture:
     head_output: torch.Tensor | None = None
 
 
-def _score_batch(
-    model: nn.Module, batch: TeacherForcedBatch, position: int, band: list[int]
+def score_batch(
+    model: nn.Module,
+    batch: TeacherForcedBatch,
+    position: int,
+    band: list[int],
+    prefix_cache: Any | None = None,
 ) -> list[dict[str, float]]:
-    """Forward with the graph starting at the lowest semantic layer, then one backward of sum_b L_w."""
-    capture, losses = _forward_with_capture(model, batch, band)
+    """Scores of one prompt-aligned batch: a no-grad prefix, then a grad pass over the suffix only.
+
+    The loss depends on h_tau only through columns >= tau (causal attention), so the columns before
+    tau run without grad into a KV cache and the graph covers columns tau..end and the semantic
+    layers alone: exact, at the cost of one forward plus a short backward. `prefix_cache` may hold
+    the KV cache of exactly the columns before tau (e.g. kept from generation); it is extended.
+    """
+    split = batch.semantic_column(position)
+    cache = prefix_cache if prefix_cache is not None or split == 0 else _prefix_cache(model, batch, split)
+    capture, losses = _suffix_forward_with_capture(model, batch, split, cache, band)
     band_tensors = [capture.band_inputs[i] for i in band]
     head_output = capture.head_output
     (ce_logit_grads,) = torch.autograd.grad(losses.cross_entropy.sum(), [head_output], retain_graph=True)
     weighted_grads = torch.autograd.grad(losses.entropy_weighted.sum(), [head_output, *band_tensors])
     w_logit_grads, band_grads = weighted_grads[0], weighted_grads[1:]
-    return _per_sample_scores(batch, position, losses, capture, band_grads, ce_logit_grads, w_logit_grads)
+    return _per_sample_scores(batch, losses, capture, band_grads, ce_logit_grads, w_logit_grads)
 
 
-def _forward_with_capture(
-    model: nn.Module, batch: TeacherForcedBatch, band: list[int]
+def _prefix_cache(model: nn.Module, batch: TeacherForcedBatch, split: int) -> Any:
+    """KV cache of the columns before tau, computed without grad (and without their logits)."""
+    with torch.no_grad():
+        outputs = model(
+            input_ids=batch.input_ids[:, :split],
+            attention_mask=batch.attention_mask[:, :split],
+            position_ids=batch.position_ids[:, :split],
+            use_cache=True,
+            **_logits_to_keep_kwargs(model, 1),
+        )
+    cache = outputs.get("cache", None) or outputs.get("past_key_values", None)
+    if cache is None:
+        raise ValueError(f"{type(model).__name__} returned no KV cache with use_cache=True; SemGrad needs one.")
+    return cache
+
+
+def _suffix_forward_with_capture(
+    model: nn.Module, batch: TeacherForcedBatch, split: int, cache: Any, band: list[int]
 ) -> tuple[_Capture, ResponseLosses]:
     layers = decoder_layers(model)
     num_layers = len(layers)
@@ -111,13 +141,15 @@ def _forward_with_capture(
     handles = [layers[i].register_forward_pre_hook(layer_input_hook(i), with_kwargs=True) for i in hooked]
     handles.append(output_projection(model).register_forward_hook(head_hook))
     keep = batch.max_response_length + 1
+    cache_kwargs = {} if cache is None else {_cache_argument(model): cache}
     try:
         outputs = model(
-            input_ids=batch.input_ids,
+            input_ids=batch.input_ids[:, split:],
             attention_mask=batch.attention_mask,
-            position_ids=batch.position_ids,
-            use_cache=False,
+            position_ids=batch.position_ids[:, split:],
+            use_cache=cache is not None,
             output_hidden_states=num_layers in band,
+            **cache_kwargs,
             **_logits_to_keep_kwargs(model, keep),
         )
     finally:
@@ -127,16 +159,24 @@ def _forward_with_capture(
         capture.band_inputs[num_layers] = outputs.hidden_states[-1]
     logits = outputs.logits[:, -keep:-1]
     capture.head_input = capture.head_input[:, -keep:-1]
-    targets = batch.input_ids[:, -(keep - 1) :].to(logits.device)
-    columns = torch.arange(keep - 1, device=logits.device)
-    starts = torch.tensor([keep - 1 - r for r in batch.response_lengths], device=logits.device)
-    valid = columns.unsqueeze(0) >= starts.unsqueeze(1)
-    return capture, response_losses(logits, targets, valid)
+    start = batch.prompt_width
+    targets = batch.input_ids[:, start : start + keep - 1].to(logits.device)
+    return capture, response_losses(logits, targets, batch.response_mask().to(logits.device))
+
+
+def _forward_parameters(model: nn.Module) -> Any:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT wrappers
+    return inspect.signature(base.forward).parameters
+
+
+def _cache_argument(model: nn.Module) -> str:
+    """transformers 5.x renames `past_key_values` to `cache`; use whichever this model takes."""
+    return "cache" if "cache" in _forward_parameters(model) else "past_key_values"
 
 
 def _logits_to_keep_kwargs(model: nn.Module, keep: int) -> dict[str, int]:
     """Ask for logits at the response columns only, when the model supports it (saves B x T x V)."""
-    parameters = inspect.signature(model.forward).parameters
+    parameters = _forward_parameters(model)
     if "logits_to_keep" in parameters:
         return {"logits_to_keep": keep}
     if "num_logits_to_keep" in parameters:
@@ -146,7 +186,6 @@ def _logits_to_keep_kwargs(model: nn.Module, keep: int) -> dict[str, int]:
 
 def _per_sample_scores(
     batch: TeacherForcedBatch,
-    position: int,
     losses: ResponseLosses,
     capture: _Capture,
     band_grads: Sequence[torch.Tensor],
@@ -156,11 +195,11 @@ def _per_sample_scores(
     keep = batch.max_response_length + 1
     ce_logit_grads = ce_logit_grads[:, -keep:-1]
     w_logit_grads = w_logit_grads[:, -keep:-1]
-    columns = batch.semantic_columns(position)
     scores = []
     for row, response_len in enumerate(batch.response_lengths):
-        own = slice(keep - 1 - response_len, keep - 1)
-        at_tau = torch.stack([g[row, columns[row]].float().to(band_grads[0].device) for g in band_grads])
+        own = slice(0, response_len)
+        # tau is the first column of the suffix pass for every row
+        at_tau = torch.stack([g[row, 0].float().to(band_grads[0].device) for g in band_grads])
         semgrad = float(at_tau.abs().mean())
         head_input = capture.head_input[row, own].detach()
         exgrad = mean_abs_output_weight_grad(ce_logit_grads[row, own], head_input)
