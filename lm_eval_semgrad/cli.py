@@ -1,0 +1,38 @@
+"""`lm-eval-semgrad SUBCOMMAND ...`: the plugin's own commands next to the stock `lm_eval` command.
+
+Each subcommand lives in its own module exposing `add_arguments(parser)` and `run(args) -> int`;
+`SUBCOMMANDS` maps its name to that module and a one-line help.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+SUBCOMMANDS: dict[str, tuple[str, str]] = {}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lm-eval-semgrad",
+        description="SemGrad uncertainty for lm-evaluation-harness. Evaluations themselves run with "
+        "`lm_eval --model semgrad-hf ...` (or `python -m lm_eval_semgrad ...`).",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        module = importlib.import_module(module_name)
+        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(sub)
+        sub.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args._module.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
