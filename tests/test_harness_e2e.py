@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import socket
 import sys
 
 import pytest
@@ -23,6 +25,12 @@ def setup(tmp_path_factory):
     model_dir = save_tiny_chat_model(root / "model")
     tasks_dir = write_tasks(root / "tasks")
     return root, model_dir, tasks_dir
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def cli_args(model_dir, tasks_dir, output, tasks, extra_model_args="") -> list[str]:
@@ -132,10 +140,8 @@ def test_data_parallel_on_two_cpu_processes_equals_one_process(setup, first_run)
     root, model_dir, tasks_dir = setup
     output, _ = first_run
     parallel = root / "dp"
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533"]
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port())]
     command = [*launcher, "-m", "lm_eval_semgrad", *cli_args(model_dir, tasks_dir, parallel, "qa_parity")]
-    import os
-
     os.environ["ACCELERATE_USE_CPU"] = "true"
     try:
         result = run_cli(command, cwd=root)
