@@ -171,3 +171,14 @@ def test_correctness_override_and_method_choice(setup):
     for row in read_samples(output, "qa_parity"):
         assert row["uncertainty"]["correctness"] == "parity >= 0.75"
         assert row["uncertainty"]["correct"] == int(row["parity"] >= 0.75)
+
+
+def test_scores_without_generation_cache_reuse_are_the_same(setup, first_run):
+    root, model_dir, tasks_dir = setup
+    output, _ = first_run
+    fresh = root / "no_reuse"
+    run_cli([*lm_eval_command(), *cli_args(model_dir, tasks_dir, fresh, "qa_parity", ",semgrad_reuse_cache=false")], cwd=root)
+    reused = {row["doc_id"]: row["uncertainty"]["scores"] for row in read_samples(output, "qa_parity")}
+    for row in read_samples(fresh, "qa_parity"):
+        for key, value in reused[row["doc_id"]].items():
+            assert row["uncertainty"]["scores"][key] == pytest.approx(value, rel=1e-4, abs=1e-12), key

@@ -133,3 +133,27 @@ def test_position_at_the_first_prompt_token_needs_no_prefix_cache():
     got = score(model, prompts, responses, position=-4, batch_size=2)
     for i, (p, r) in enumerate(zip(prompts, responses)):
         assert_close(got[i], reference_scores(model, p, r, -4, None), i)
+
+
+@pytest.mark.parametrize("position", [-1, -3])
+def test_scores_from_the_generation_kv_cache_equal_fresh_scores(position):
+    """Reusing generation's own prompt cache (left-padded batch) changes nothing but the cost."""
+    from lm_eval_semgrad.scoring import score_with_prefix_cache
+
+    model = tiny_llama()
+    model.generation_config.eos_token_id = None
+    prompts = [[5, 6, 7, 8, 9, 10, 11], [12, 13, 14], [15, 16, 17, 18, 19]]
+    width = max(len(p) for p in prompts)
+    input_ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
+    attention_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    with torch.no_grad():
+        out = model.generate(
+            input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=5, do_sample=False,
+            return_dict_in_generate=True, pad_token_id=0,
+        )
+    responses = [row[width:].tolist() for row in out.sequences]
+    cache = getattr(out, "past_key_values", None) or getattr(out, "cache", None)
+    reused = score_with_prefix_cache(model, prompts, responses, cache, position=position)
+    fresh = score(model, prompts, responses, position=position, batch_size=1)
+    for i in range(len(prompts)):
+        assert_close(reused[i], fresh[i], i)

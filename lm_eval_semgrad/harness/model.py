@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from dataclasses import replace
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,9 +13,10 @@ from lm_eval.api.model import CacheHook
 from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 
-from ..scoring import score
+from ..scoring import score, score_with_prefix_cache
 from . import evaluator_hooks
 from .chat_positions import chat_template_position
+from .embedded_models import resolve_embedded_model
 from .response_tokens import answer_token_ids
 from .score_store import Record, ScoreStore
 from .settings import SemGradSettings, pop_settings
@@ -28,7 +30,8 @@ DEFAULT_SEMGRAD_BATCH_SIZE = 8
 class SemGradHFLM(HFLM):
     """HFLM plus a grad pass after each generation batch; everything else is HFLM's.
 
-    Model args: all of `hf`'s, plus the `semgrad_*` options in `settings.OPTION_HELP`. Scores are
+    Model args: all of `hf`'s, plus the `semgrad_*` options in `settings.OPTION_HELP`;
+    `pretrained` may also be a short name from `embedded_models.EMBEDDED_MODELS`. Scores are
     kept per request in `score_store` and turned into per-task metrics by `evaluator_hooks`.
     """
 
@@ -37,6 +40,7 @@ class SemGradHFLM(HFLM):
         self.score_store = ScoreStore()
         self._pending: deque[Record | None] = deque()
         self._checked_prompt_format = False
+        pretrained = resolve_embedded_model(pretrained, kwargs)
         super().__init__(pretrained, **kwargs)
         self._split_data_across_cpu_processes()
         self.semgrad_position, self.position_source = self._resolve_position()
@@ -134,7 +138,10 @@ class SemGradHFLM(HFLM):
     # -- generation + grad pass ----------------------------------------------------------------
 
     def _model_generate(self, context, max_length: int, stop: list[str], **generation_kwargs):
+        if self.semgrad.reuse_cache:
+            generation_kwargs["return_dict_in_generate"] = True
         output = super()._model_generate(context, max_length, stop, **generation_kwargs)
+        sequences = output.sequences if self.semgrad.reuse_cache else output
         attention_mask = generation_kwargs.get("attention_mask")
         prompts, answers = [], []
         for row in range(context.shape[0]):
@@ -142,25 +149,47 @@ class SemGradHFLM(HFLM):
             prompts.append(ids.tolist())
             answers.append(
                 answer_token_ids(
-                    output[row, context.shape[1] :].tolist(),
+                    sequences[row, context.shape[1] :].tolist(),
                     stop,
                     self._stop_token_ids,
                     lambda tokens: self.tokenizer.decode(tokens, skip_special_tokens=False),
                 )
             )
-        self._pending.extend(self._score_answers(prompts, answers))
-        return output
+        cache = _generation_cache(output) if self.semgrad.reuse_cache else None
+        del output
+        self._pending.extend(self._score_answers(prompts, answers, cache))
+        return sequences
 
-    def _score_answers(self, prompts: list[list[int]], answers: list[list[int]]) -> list[Record | None]:
+    def _score_answers(
+        self, prompts: list[list[int]], answers: list[list[int]], generation_cache: Any | None
+    ) -> list[Record | None]:
         """Score the non-empty answers of one generation batch; empty answers get no record."""
         rows = [i for i, answer in enumerate(answers) if answer]
         if len(rows) < len(answers):
             logger.warning("semgrad-hf: %d empty answer(s) have no uncertainty score", len(answers) - len(rows))
-        scores = self._score_with_backoff([prompts[i] for i in rows], [answers[i] for i in rows])
+        if generation_cache is not None and len(rows) == len(answers):
+            scores = self._score_from_generation_cache(prompts, answers, generation_cache)
+        else:
+            scores = None
+        if scores is None:
+            scores = self._score_with_backoff([prompts[i] for i in rows], [answers[i] for i in rows])
         records: list[Record | None] = [None] * len(answers)
         for row, row_scores in zip(rows, scores):
             records[row] = {"scores": row_scores, "response_ids": answers[row], "prompt_len": len(prompts[row])}
         return records
+
+    def _score_from_generation_cache(self, prompts, answers, cache) -> list[dict[str, float]] | None:
+        """The grad pass on generation's own batch and prompt KV cache; None when that is not possible."""
+        if not hasattr(cache, "crop") or not hasattr(cache, "get_seq_length"):
+            return None
+        try:
+            return score_with_prefix_cache(
+                self.model, prompts, answers, cache, position=self.semgrad_position, layers=self.semgrad_layers
+            )
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            logger.warning("semgrad-hf: out of memory scoring the whole generation batch; scoring in smaller batches")
+            return None
 
     def _score_with_backoff(self, prompts: list[list[int]], answers: list[list[int]]) -> list[dict[str, float]]:
         batch_size = self.semgrad_batch_size
@@ -176,13 +205,11 @@ class SemGradHFLM(HFLM):
                 batch_size = max(1, batch_size // 2)
                 torch.cuda.empty_cache()
                 logger.warning("semgrad-hf: out of memory in the grad pass; semgrad_batch_size -> %d", batch_size)
-                self.semgrad = _replace_batch_size(self.semgrad, batch_size)
+                self.semgrad = replace(self.semgrad, batch_size=batch_size)
 
 
-def _replace_batch_size(settings: SemGradSettings, batch_size: int) -> SemGradSettings:
-    from dataclasses import replace
-
-    return replace(settings, batch_size=batch_size)
+def _generation_cache(output: Any) -> Any | None:
+    return getattr(output, "past_key_values", None) or getattr(output, "cache", None)
 
 
 class _RecordingCacheHook(CacheHook):

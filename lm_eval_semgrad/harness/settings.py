@@ -15,8 +15,9 @@ DEFAULT_CORRECTNESS_THRESHOLD = 0.5
 OPTION_HELP = {
     "semgrad_position": "semantic position: negative int from the prompt end, or 'auto' (known chat templates)",
     "semgrad_layers": "'upper_half' (default), an inclusive range like '16-31', or indices joined by ':' like '12:14:16'",
-    "semgrad_batch_size": "answers per grad pass (default: the model's batch_size if it is a number, else 8)",
+    "semgrad_batch_size": "answers per grad pass when it does not run on generation's own batches (semgrad_reuse_cache=false or out of memory); default: the model's batch_size if a number, else 8",
     "semgrad_methods": f"scores to report, joined by ':' (default {':'.join(DEFAULT_METHODS)}; any of {', '.join(METHODS)})",
+    "semgrad_reuse_cache": "true (default): score from generation's own prompt KV cache; false: recompute the prefix",
     "semgrad_correctness": "METRIC[:THRESHOLD]: the task metric that labels an answer correct (default: the task's first metric, >= 0.5)",
 }
 
@@ -34,6 +35,7 @@ class SemGradSettings:
     methods: tuple[str, ...] = DEFAULT_METHODS
     correctness_metric: str | None = None
     correctness_threshold: float = DEFAULT_CORRECTNESS_THRESHOLD
+    reuse_cache: bool = True
 
 
 def pop_settings(model_args: dict[str, Any]) -> SemGradSettings:
@@ -51,6 +53,7 @@ def pop_settings(model_args: dict[str, Any]) -> SemGradSettings:
         methods=parse_methods(ours.get("semgrad_methods")),
         correctness_metric=metric,
         correctness_threshold=threshold,
+        reuse_cache=parse_bool("semgrad_reuse_cache", ours.get("semgrad_reuse_cache", True)),
     )
 
 
@@ -95,6 +98,17 @@ def parse_positive_int(name: str, value: Any) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name}={value!r} is not valid: pass a positive integer.")
     return value
+
+
+def parse_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    raise ValueError(f"{name}={value!r} is not valid: pass true or false.")
 
 
 def parse_methods(value: Any) -> tuple[str, ...]:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,20 +49,63 @@ def score(
     # similar prompt and response lengths share a batch: less padding on both sides
     order = sorted(range(len(prompt_ids)), key=lambda i: (len(prompt_ids[i]), len(response_ids[i])), reverse=True)
     results: list[dict[str, float] | None] = [None] * len(order)
-    with torch.inference_mode(False), torch.enable_grad(), frozen_for_scoring(model):
+    with _grad_pass(model):
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
             batch = build_batch(
                 [prompt_ids[i] for i in chunk], [response_ids[i] for i in chunk], 0, model_device(model)
             )
             for index, scores in zip(chunk, score_batch(model, batch, position, band)):
-                if not all(math.isfinite(v) for v in scores.values()):
-                    raise ValueError(
-                        f"sample {index}: non-finite scores {scores}; the model produced inf/NaN activations "
-                        "(float16 overflow?). Load it in bfloat16 or float32."
-                    )
-                results[index] = scores
+                results[index] = _checked(index, scores)
     return results  # type: ignore[return-value]
+
+
+def score_with_prefix_cache(
+    model: nn.Module,
+    prompt_ids: Sequence[Sequence[int]],
+    response_ids: Sequence[Sequence[int]],
+    prefix_cache: Any,
+    *,
+    position: int = -1,
+    layers: Sequence[int] | None = None,
+) -> list[dict[str, float]]:
+    """score() for one batch whose prompt columns already sit in a KV cache, e.g. generation's own.
+
+    The cache must come from these prompts left-padded to the longest one (as HF generation lays
+    out a batch); it is cropped to the columns before tau and extended in place. The scores equal
+    score()'s: the prefix is the same computation, done once for generation and scoring together.
+    """
+    validate_inputs(model, prompt_ids, response_ids, position, max(1, len(prompt_ids)))
+    band = resolve_layers(len(decoder_layers(model)), layers)
+    with _grad_pass(model):
+        batch = build_batch(prompt_ids, response_ids, 0, model_device(model))
+        split = batch.semantic_column(position)
+        cached = prefix_cache.get_seq_length()
+        if cached < split:
+            raise ValueError(
+                f"the prefix cache holds {cached} columns, fewer than the {split} before tau; "
+                "it must cover the left-padded prompts."
+            )
+        if cached > split:
+            prefix_cache.crop(split - cached)  # negative: drop that many columns (transformers 4.x and 5.x)
+        scores = score_batch(model, batch, position, band, prefix_cache if split > 0 else None)
+    return [_checked(index, row) for index, row in enumerate(scores)]
+
+
+@contextlib.contextmanager
+def _grad_pass(model: nn.Module) -> Iterator[None]:
+    """Gradients on (also inside a caller's no_grad/inference_mode), parameters frozen, eval mode."""
+    with torch.inference_mode(False), torch.enable_grad(), frozen_for_scoring(model):
+        yield
+
+
+def _checked(index: int, scores: dict[str, float]) -> dict[str, float]:
+    if not all(math.isfinite(v) for v in scores.values()):
+        raise ValueError(
+            f"sample {index}: non-finite scores {scores}; the model produced inf/NaN activations "
+            "(float16 overflow?). Load it in bfloat16 or float32."
+        )
+    return scores
 
 
 @dataclass
