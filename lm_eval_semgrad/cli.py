@@ -11,7 +11,10 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-SUBCOMMANDS: dict[str, tuple[str, str]] = {}
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "report": ("lm_eval_semgrad.report.cli", "Leaderboard tables and plots of uncertainty quality from lm-eval output folders"),
+    "sweep": ("lm_eval_semgrad.report.sweep", "Run a resumable models x tasks grid of semgrad-hf evaluations, then report"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

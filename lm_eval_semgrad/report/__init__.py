@@ -1,0 +1,14 @@
+"""Reports and sweeps: leaderboard tables and plots of uncertainty quality across models and tasks.
+
+- `lm-eval-semgrad report OUTPUT_DIR...` (`report.cli`): tables (markdown/CSV/HTML) and plots from
+  lm-eval output folders, recomputed from the per-answer scores in the samples files.
+- `lm-eval-semgrad sweep ...` (`report.sweep`): a resumable models x tasks grid of `semgrad-hf`
+  runs followed by a report.
+
+Nothing here imports torch or lm_eval.
+"""
+
+from .loading import ReportError
+from .table import Report, Row, build_report
+
+__all__ = ["ReportError", "Report", "Row", "build_report"]
