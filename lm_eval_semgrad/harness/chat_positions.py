@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
+logger = logging.getLogger(__name__)
+
 # marker token of the assistant header -> offset of tau from that marker (SEMGRAD.md reference values)
 ASSISTANT_MARKERS = {
     "<|start_header_id|>": 0,  # Llama-3.x: tau = -4, the assistant turn's <|start_header_id|>
@@ -29,3 +33,26 @@ def chat_template_position(tokenizer) -> int | None:
         if tokens[index] in ASSISTANT_MARKERS:
             return index - len(tokens) + ASSISTANT_MARKERS[tokens[index]]
     return None
+
+
+def resolve_position(requested: int | str | None, tokenizer) -> tuple[int, str]:
+    """tau and where it came from: the number given, the chat template's, or -1 with a warning.
+
+    `requested` is a negative int, "auto" (a known chat template or an error) or None (not given).
+    """
+    if isinstance(requested, int):
+        return requested, "semgrad_position"
+    known = chat_template_position(tokenizer)
+    if known is not None:
+        return known, "chat template"
+    if requested == "auto":
+        raise ValueError(
+            "semgrad_position=auto: this tokenizer's chat template is not a known family "
+            "(Llama-3, ChatML/Qwen, Mistral). Pass a number (e.g. semgrad_position=-1) or run "
+            "`lm-eval-semgrad calibrate` and pass semgrad_calibration=FILE."
+        )
+    logger.warning(
+        "semgrad: no semgrad_position given and no known chat template; using -1 (the last "
+        "prompt token). Pass semgrad_position=N or calibrate for a better choice."
+    )
+    return -1, "default (last prompt token)"

@@ -85,15 +85,24 @@ def _tidy_sample_row(row: dict[str, Any], model) -> None:
         del row[key]
     if isinstance(row.get("metrics"), list):
         row["metrics"] = [name for name in row["metrics"] if name not in ours]
-    record = sample.record
-    row[SAMPLE_FIELD] = {
-        "scores": None if record is None else dict(record["scores"]),
-        "correct": sample.correct,
-        "correctness": sample.label,
+    row[SAMPLE_FIELD] = uncertainty_field(
+        sample.record, sample.correct, sample.label, model.semgrad_position, model.semgrad_layers
+    )
+
+
+def uncertainty_field(
+    record: dict[str, Any] | None, correct: int, label: str, position: int, layers: list[int] | None
+) -> dict[str, Any]:
+    """The `uncertainty` field of a logged sample (also written by `lm-eval-semgrad rescore`)."""
+    scores = None if record is None else record.get("scores")
+    return {
+        "scores": None if scores is None else dict(scores),
+        "correct": correct,
+        "correctness": label,
         "response_ids": None if record is None else list(record["response_ids"]),
         "prompt_len": None if record is None else record["prompt_len"],
-        "position": model.semgrad_position,
-        "layers": "upper_half" if model.semgrad_layers is None else list(model.semgrad_layers),
+        "position": position,
+        "layers": "upper_half" if layers is None else list(layers),
     }
 
 

@@ -15,7 +15,7 @@ from lm_eval.models.huggingface import HFLM
 
 from ..scoring import score, score_with_prefix_cache
 from . import evaluator_hooks
-from .chat_positions import chat_template_position
+from .chat_positions import resolve_position
 from .embedded_models import resolve_embedded_model
 from .response_tokens import answer_token_ids
 from .score_store import Record, ScoreStore
@@ -43,7 +43,7 @@ class SemGradHFLM(HFLM):
         pretrained = resolve_embedded_model(pretrained, kwargs)
         super().__init__(pretrained, **kwargs)
         self._split_data_across_cpu_processes()
-        self.semgrad_position, self.position_source = self._resolve_position()
+        self.semgrad_position, self.position_source = resolve_position(self.semgrad.position, self.tokenizer)
         self.semgrad_layers = None if self.semgrad.layers is None else list(self.semgrad.layers)
         self._stop_token_ids = self._end_of_sequence_ids()
         evaluator_hooks.install()
@@ -66,25 +66,6 @@ class SemGradHFLM(HFLM):
             self._world_size = accelerator.num_processes
 
     # -- configuration -----------------------------------------------------------------------
-
-    def _resolve_position(self) -> tuple[int, str]:
-        requested = self.semgrad.position
-        if isinstance(requested, int):
-            return requested, "semgrad_position"
-        known = chat_template_position(self.tokenizer)
-        if known is not None:
-            return known, "chat template"
-        if requested == "auto":
-            raise ValueError(
-                "semgrad_position=auto: this tokenizer's chat template is not a known family "
-                "(Llama-3, ChatML/Qwen, Mistral). Pass a number (e.g. semgrad_position=-1) or run "
-                "`lm-eval-semgrad calibrate` and pass semgrad_calibration=FILE."
-            )
-        logger.warning(
-            "semgrad-hf: no semgrad_position given and no known chat template; using -1 (the last "
-            "prompt token). Pass semgrad_position=N or calibrate for a better choice."
-        )
-        return -1, "default (last prompt token)"
 
     def _end_of_sequence_ids(self) -> set[int]:
         """Token ids that end generation: the tokenizer's EOS and the generation config's."""

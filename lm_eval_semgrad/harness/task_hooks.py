@@ -98,27 +98,25 @@ def primary_metric(task: Any) -> str | None:
     return None
 
 
-def correctness_labeller(task: Any, settings: SemGradSettings) -> Callable[[dict[str, Any]], tuple[int, str]]:
-    """A function from a sample's task metrics to (correct, label text)."""
-    name = settings.correctness_metric or primary_metric(task)
-    threshold = settings.correctness_threshold
+def correctness_labeller(task_name: str, metric: str | None, threshold: float) -> Callable[[dict[str, Any]], tuple[int, str]]:
+    """A function from a sample's task metrics to (correct, label text); `metric` None = the first one."""
 
     def label(metrics: dict[str, Any]) -> tuple[int, str]:
-        metric = name or next(iter(metrics))
-        if metric not in metrics:
+        name = metric or next(iter(metrics))
+        if name not in metrics:
             raise ValueError(
-                f"task {task.config.task!r}: correctness metric {metric!r} is not among its per-sample metrics "
+                f"task {task_name!r}: correctness metric {name!r} is not among its per-sample metrics "
                 f"{sorted(metrics)}; pass semgrad_correctness=METRIC[:THRESHOLD] in --model_args."
             )
-        value = metrics[metric]
+        value = metrics[name]
         try:
             number = float(value)
         except (TypeError, ValueError):
             raise ValueError(
-                f"task {task.config.task!r}: metric {metric!r} has non-numeric per-sample values ({value!r}), so it "
+                f"task {task_name!r}: metric {name!r} has non-numeric per-sample values ({value!r}), so it "
                 "cannot label answers correct; pass semgrad_correctness=METRIC[:THRESHOLD] with a per-sample score."
             ) from None
-        return int(number >= threshold), f"{metric} >= {threshold:g}"
+        return int(number >= threshold), f"{name} >= {threshold:g}"
 
     return label
 
@@ -129,7 +127,9 @@ def attach_uncertainty_metrics(task: Any, store: ScoreStore, settings: SemGradSe
     original_process_results = task.process_results
     original_aggregation = task.aggregation
     original_higher_is_better = task.higher_is_better
-    label = correctness_labeller(task, settings)
+    label = correctness_labeller(
+        task.config.task, settings.correctness_metric or primary_metric(task), settings.correctness_threshold
+    )
     keys = uncertainty_metric_keys(settings.methods)
     current: dict[str, Any] = {"doc_id": None, "first_instance": None}
 

@@ -1,0 +1,144 @@
+"""Batched scoring of parsed rows: one grad pass per distinct (prompt ids, answer ids), in input order.
+
+Rows are turned into `Item`s (one per input line) holding one `Answer` per generated answer (a
+harness row has one per repeat). Identical answers are scored once: the rows of one document under
+several filters, and rows already scored in an earlier, interrupted run (seeded into the cache).
+After every grad-pass batch, the rows whose answers all have scores are handed to `emit`, which
+writes and flushes them; a progress bar counts rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..scoring import score
+
+logger = logging.getLogger(__name__)
+
+Scores = dict[str, float]
+AnswerKey = tuple[tuple[int, ...], tuple[int, ...]]
+
+
+@dataclass
+class Answer:
+    """One answer to score: the exact ids the grad pass reads, and whether they match the log."""
+
+    prompt_ids: list[int]
+    response_ids: list[int]
+    roundtrip: bool = True
+    issue: str | None = None  # why the ids may differ from what was generated, when roundtrip is False
+
+    @property
+    def key(self) -> AnswerKey:
+        return tuple(self.prompt_ids), tuple(self.response_ids)
+
+    @property
+    def scorable(self) -> bool:
+        return len(self.response_ids) > 0 and len(self.prompt_ids) > 0
+
+
+@dataclass
+class Item:
+    """One input row, parsed."""
+
+    line: int
+    key: Any  # resume key, unique within its file
+    source: dict[str, Any]
+    answers: list[Answer]
+    group: str  # metrics are computed per group: the filter of a harness row, "all" for plain rows
+    correct: int | None = None
+    correctness: str | None = None
+    scores: list[Scores | None] = field(default_factory=list)  # filled when scored, one per answer
+
+    @property
+    def roundtrip(self) -> bool:
+        return all(answer.roundtrip for answer in self.answers)
+
+    @property
+    def issues(self) -> list[str]:
+        return [answer.issue for answer in self.answers if answer.issue]
+
+
+class ScoreCache:
+    """Scores by exact (prompt ids, answer ids); `scored` counts the grad-pass samples actually run."""
+
+    def __init__(self) -> None:
+        self._scores: dict[AnswerKey, Scores] = {}
+        self.scored = 0
+
+    def __contains__(self, key: AnswerKey) -> bool:
+        return key in self._scores
+
+    def get(self, answer: Answer) -> Scores | None:
+        return self._scores.get(answer.key)
+
+    def seed(self, answer: Answer, scores: Scores) -> None:
+        self._scores.setdefault(answer.key, dict(scores))
+
+    def add_scored(self, answers: Sequence[Answer], scores: Sequence[Scores]) -> None:
+        for answer, row in zip(answers, scores):
+            self._scores[answer.key] = row
+        self.scored += len(answers)
+
+
+def score_items(
+    model: Any,
+    items: Sequence[Item],
+    cache: ScoreCache,
+    *,
+    position: int,
+    layers: Sequence[int] | None,
+    batch_size: int,
+    emit: Callable[[list[Item]], None],
+    progress: Any | None = None,
+) -> None:
+    """Score every item's answers (those not in `cache`), calling `emit` after each grad-pass batch."""
+    pending_items: list[Item] = []
+    pending: dict[AnswerKey, Answer] = {}
+    state = {"batch_size": batch_size}
+
+    def flush() -> None:
+        answers = list(pending.values())
+        if answers:
+            cache.add_scored(answers, _score_with_backoff(model, answers, position, layers, state))
+        for item in pending_items:
+            item.scores = [cache.get(answer) if answer.scorable else None for answer in item.answers]
+        emit(list(pending_items))
+        if progress is not None:
+            progress.update(len(pending_items))
+        pending_items.clear()
+        pending.clear()
+
+    for item in items:
+        for answer in item.answers:
+            if answer.scorable and answer.key not in cache:
+                pending.setdefault(answer.key, answer)
+        pending_items.append(item)
+        if len(pending) >= batch_size:
+            flush()
+    if pending_items:
+        flush()
+
+
+def _score_with_backoff(model: Any, answers: list[Answer], position: int, layers, state: dict) -> list[Scores]:
+    while True:
+        try:
+            return score(
+                model,
+                [a.prompt_ids for a in answers],
+                [a.response_ids for a in answers],
+                position=position,
+                layers=layers,
+                batch_size=state["batch_size"],
+            )
+        except torch.cuda.OutOfMemoryError:
+            if state["batch_size"] == 1:
+                raise
+            state["batch_size"] = max(1, state["batch_size"] // 2)
+            torch.cuda.empty_cache()
+            logger.warning("rescore: out of memory in the grad pass; batch size -> %d", state["batch_size"])

@@ -1,0 +1,327 @@
+"""The two input formats: lm-eval sample logs, and plain {"prompt"|"messages", "response", "correct"} JSONL.
+
+Each format turns an input row into an `Item` (raising `RowError` for a row it cannot score),
+builds the output row from an item and its scores, and recognises its own output rows when an
+interrupted run is resumed (`resume_key`, `kept_scores`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..harness.evaluator_hooks import SAMPLE_FIELD
+from ..harness.settings import DEFAULT_CORRECTNESS_THRESHOLD
+from ..harness.evaluator_hooks import uncertainty_field
+from ..harness.task_hooks import correctness_labeller
+from .encoding import PromptEncoder, max_gen_toks, rebuild_answer
+from .engine import Answer, Item, Scores
+from .rows import RowError
+
+#: Fields every lm-eval sample row has; anything else numeric may be a per-sample task metric.
+HARNESS_FIELDS = {
+    "doc_id", "doc", "target", "arguments", "resps", "filtered_resps", "filter", "metrics",
+    "doc_hash", "prompt_hash", "target_hash", SAMPLE_FIELD,
+}
+
+
+@dataclass(frozen=True)
+class ScoringSetup:
+    """What every output row records about how it was scored."""
+
+    position: int
+    layers: list[int] | None
+    eos_token_id: int | None
+
+    @property
+    def layers_field(self) -> str | list[int]:
+        return "upper_half" if self.layers is None else list(self.layers)
+
+
+def _roundtrip_issue(text_ok: bool, logged: list[int] | None, rebuilt: list[int], prompt_issue: str | None) -> str | None:
+    issues = []
+    if prompt_issue:
+        issues.append(prompt_issue)
+    if logged is not None:
+        if logged != rebuilt:
+            issues.append("the re-tokenised answer differs from the logged response_ids (the logged ids were scored)")
+    elif not text_ok:
+        issues.append("decode(encode(answer)) != answer: the scored ids are not the generated ones")
+    return "; ".join(issues) or None
+
+
+# --------------------------------------------------------------------------- lm-eval sample logs
+
+
+class HarnessFormat:
+    """Rows of lm-eval `samples_<task>_<timestamp>.jsonl` files (any model backend, generative tasks)."""
+
+    name = "lm-eval samples"
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        encoder: PromptEncoder,
+        setup: ScoringSetup,
+        *,
+        task: str,
+        correctness_metric: str | None,
+        correctness_threshold: float = DEFAULT_CORRECTNESS_THRESHOLD,
+        use_logged_ids: bool = True,
+    ) -> None:
+        self.tokenizer, self.encoder, self.setup = tokenizer, encoder, setup
+        self.task = task
+        self.metric, self.threshold = correctness_metric, correctness_threshold
+        self.use_logged_ids = use_logged_ids
+        self._labellers: dict[str, Any] = {}
+
+    # -- parsing -----------------------------------------------------------------------------
+
+    @staticmethod
+    def request(row: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """(context string, generation kwargs) of a generate_until sample row."""
+        arguments = row.get("arguments")
+        if isinstance(arguments, dict):  # lm-eval >= 0.4.9: {"gen_args_0": {"arg_0": ..., "arg_1": ...}}
+            if len(arguments) != 1 or not isinstance(arguments.get("gen_args_0"), dict):
+                raise RowError(
+                    f"'arguments' has {len(arguments)} request(s) {sorted(arguments)[:3]}; only generative "
+                    "(generate_until) tasks with one request per document can be rescored"
+                )
+            request = arguments["gen_args_0"]
+            context, gen_kwargs = request.get("arg_0"), request.get("arg_1")
+        elif isinstance(arguments, list) and len(arguments) == 1 and isinstance(arguments[0], (list, tuple)):
+            context, gen_kwargs = (list(arguments[0]) + [None, None])[:2]  # older [[context, gen_kwargs]]
+        else:
+            raise RowError("no 'arguments' field in the lm-eval sample layout; is this a samples_<task>_*.jsonl file?")
+        if not isinstance(context, str):
+            raise RowError("the request's context (arguments.gen_args_0.arg_0) is not a string")
+        if not isinstance(gen_kwargs, dict):
+            raise RowError(
+                "the request has no generation kwargs (arguments.gen_args_0.arg_1 is "
+                f"{type(gen_kwargs).__name__}): a loglikelihood / multiple-choice task, which has no generated answer"
+            )
+        return context, gen_kwargs
+
+    @staticmethod
+    def answers_text(row: dict[str, Any]) -> list[str]:
+        resps = row.get("resps")
+        if not isinstance(resps, list) or len(resps) != 1 or not isinstance(resps[0], list) or not resps[0]:
+            raise RowError("'resps' is not [[answer, ...]] (one generate_until request with its answers)")
+        if not all(isinstance(text, str) for text in resps[0]):
+            raise RowError("'resps' holds non-string answers")
+        return list(resps[0])
+
+    def resume_key(self, row: dict[str, Any]) -> Any:
+        if "doc_id" not in row:
+            return None
+        return (json_key(row["doc_id"]), str(row.get("filter", "none")))
+
+    def parse(self, row: dict[str, Any], line: int) -> Item:
+        if "doc_id" not in row:
+            raise RowError("no 'doc_id': not an lm-eval sample row")
+        context, gen_kwargs = self.request(row)
+        if not context.strip():
+            raise RowError("empty prompt (arguments.gen_args_0.arg_0)")
+        texts = self.answers_text(row)
+        correct, label = self.label(row)
+        prompt_ids = self.encoder.encode(context, gen_kwargs)
+        limit = max_gen_toks(gen_kwargs)
+        logged = row.get(SAMPLE_FIELD) if isinstance(row.get(SAMPLE_FIELD), dict) else {}
+        logged_ids = logged.get("response_ids") if self.use_logged_ids else None
+        if not (isinstance(logged_ids, list) and logged_ids and all(isinstance(t, int) for t in logged_ids)):
+            logged_ids = None
+        prompt_issue = None
+        logged_prompt_len = logged.get("prompt_len")
+        if isinstance(logged_prompt_len, int) and logged_prompt_len != len(prompt_ids):
+            prompt_issue = (
+                f"the re-encoded prompt has {len(prompt_ids)} tokens, the log says {logged_prompt_len} "
+                "(another add_bos_token / max_length?)"
+            )
+        answers = []
+        for repeat, text in enumerate(texts):
+            rebuilt = rebuild_answer(self.tokenizer, text, limit=limit, eos_token_id=self.setup.eos_token_id)
+            exact = logged_ids if repeat == 0 else None
+            issue = _roundtrip_issue(rebuilt.text_roundtrip, exact, rebuilt.ids, prompt_issue)
+            answers.append(
+                Answer(prompt_ids=prompt_ids, response_ids=list(exact or rebuilt.ids), roundtrip=issue is None, issue=issue)
+            )
+        return Item(
+            line=line, key=self.resume_key(row), source=row, answers=answers,
+            group=str(row.get("filter", "none")), correct=correct, correctness=label,
+        )
+
+    def label(self, row: dict[str, Any]) -> tuple[int, str]:
+        """Correctness from the row's logged task metric, with the harness's own labeller."""
+        metrics = {name: row[name] for name in _metric_names(row) if name in row}
+        name = self.metric or _first_numeric(metrics)
+        if name is None:
+            raise RowError(
+                f"no numeric per-sample task metric in the row (fields: {sorted(metrics) or 'none'}); "
+                "pass semgrad_correctness=METRIC[:THRESHOLD] in --model_args"
+            )
+        if name not in self._labellers:
+            self._labellers[name] = correctness_labeller(self.task, name, self.threshold)
+        try:
+            return self._labellers[name](metrics)
+        except ValueError as exc:
+            raise RowError(str(exc)) from None
+
+    # -- output --------------------------------------------------------------------------------
+
+    def output_row(self, item: Item) -> dict[str, Any]:
+        first, scores = item.answers[0], item.scores[0] if item.scores else None
+        record = {"scores": scores, "response_ids": first.response_ids, "prompt_len": len(first.prompt_ids)}
+        info: dict[str, Any] = {
+            **uncertainty_field(record, item.correct, item.correctness, self.setup.position, self.setup.layers),
+            "rescored": True,
+            "roundtrip": item.roundtrip,
+            "roundtrip_issue": "; ".join(dict.fromkeys(item.issues)) or None,
+        }
+        if len(item.answers) > 1:
+            info["repeats"] = [
+                {"scores": s, "response_ids": list(a.response_ids), "roundtrip": a.roundtrip}
+                for a, s in zip(item.answers, item.scores)
+            ]
+        return {**item.source, SAMPLE_FIELD: info}
+
+    def kept_scores(self, item: Item, kept: dict[str, Any]) -> list[Scores | None] | None:
+        """Scores of `item` from an output row of an earlier run; None when that row is stale."""
+        if not _same_source(item.source, kept, (SAMPLE_FIELD,)):
+            return None
+        info = kept.get(SAMPLE_FIELD)
+        if not isinstance(info, dict) or not info.get("rescored"):
+            return None
+        entries = info.get("repeats") if len(item.answers) > 1 else [info]
+        return _matching_scores(item.answers, entries)
+
+
+# --------------------------------------------------------------------------- plain JSONL
+
+
+class PlainFormat:
+    """Rows {"prompt": str | "messages": [...], "response": str, "correct": 0/1 (optional)}.
+
+    Optional: "response_ids" (scored verbatim), "truncated": true or "max_tokens": N (no EOS is
+    appended when the answer was cut by a token limit). Output rows get "scores" and "rescore".
+    """
+
+    name = "plain JSONL"
+
+    def __init__(self, tokenizer: Any, encoder: PromptEncoder, setup: ScoringSetup) -> None:
+        self.tokenizer, self.encoder, self.setup = tokenizer, encoder, setup
+
+    def resume_key(self, row: dict[str, Any]) -> Any:
+        info = row.get("rescore")
+        return info.get("line") if isinstance(info, dict) else None
+
+    def parse(self, row: dict[str, Any], line: int) -> Item:
+        if "response" not in row:
+            hint = " (an lm-eval samples file? pass it without --jsonl)" if "doc_id" in row else ""
+            raise RowError(f"missing field 'response'{hint}")
+        if not isinstance(row["response"], str):
+            raise RowError("'response' is not a string")
+        if "messages" in row:
+            messages = row["messages"]
+            if not (isinstance(messages, list) and messages and all(isinstance(m, dict) for m in messages)):
+                raise RowError("'messages' is not a non-empty list of chat messages")
+            try:
+                prompt_ids = self.encoder.encode_messages(messages)
+            except Exception as exc:  # template errors: a malformed conversation
+                raise RowError(f"cannot render 'messages' with the chat template: {exc}") from None
+        elif "prompt" in row:
+            if not isinstance(row["prompt"], str) or not row["prompt"].strip():
+                raise RowError("empty prompt")
+            prompt_ids = self.encoder.encode(row["prompt"])  # verbatim, never truncated
+        else:
+            raise RowError("missing field 'prompt' (or 'messages')")
+        correct = row.get("correct")
+        if correct is not None:
+            if isinstance(correct, bool) or (isinstance(correct, (int, float)) and correct in (0, 1)):
+                correct = int(correct)
+            else:
+                raise RowError(f"'correct' must be 0/1 (or true/false), got {correct!r}")
+        limit = row.get("max_tokens") if isinstance(row.get("max_tokens"), int) else None
+        if row.get("truncated") is True:
+            limit = 0
+        rebuilt = rebuild_answer(self.tokenizer, row["response"], limit=limit, eos_token_id=self.setup.eos_token_id)
+        logged = row.get("response_ids")
+        if logged is not None and not (isinstance(logged, list) and all(isinstance(t, int) for t in logged)):
+            raise RowError("'response_ids' is not a list of token ids")
+        issue = _roundtrip_issue(rebuilt.text_roundtrip, logged, rebuilt.ids, None)
+        answer = Answer(prompt_ids, list(logged if logged is not None else rebuilt.ids), issue is None, issue)
+        return Item(line=line, key=line, source=row, answers=[answer], group="all", correct=correct,
+                    correctness=None if correct is None else "given")
+
+    def output_row(self, item: Item) -> dict[str, Any]:
+        answer, scores = item.answers[0], item.scores[0] if item.scores else None
+        source = {k: v for k, v in item.source.items() if k not in ("scores", "rescore")}
+        return {
+            **source,
+            "scores": None if scores is None else dict(scores),
+            "rescore": {
+                "line": item.line,
+                "response_ids": list(answer.response_ids),
+                "prompt_len": len(answer.prompt_ids),
+                "position": self.setup.position,
+                "layers": self.setup.layers_field,
+                "roundtrip": answer.roundtrip,
+                "roundtrip_issue": answer.issue,
+            },
+        }
+
+    def kept_scores(self, item: Item, kept: dict[str, Any]) -> list[Scores | None] | None:
+        if not _same_source(item.source, kept, ("scores", "rescore")):
+            return None
+        info = kept.get("rescore")
+        if not isinstance(info, dict):
+            return None
+        return _matching_scores(item.answers, [{"scores": kept.get("scores"), "response_ids": info.get("response_ids")}])
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def json_key(value: Any) -> str:
+    """A hashable, type-stable key for a doc_id (ints and strings both occur)."""
+    return f"{type(value).__name__}:{value}"
+
+
+def _metric_names(row: dict[str, Any]) -> list[str]:
+    listed = row.get("metrics")
+    if isinstance(listed, list) and all(isinstance(name, str) for name in listed):
+        return listed
+    return [key for key in row if key not in HARNESS_FIELDS]
+
+
+def _first_numeric(metrics: dict[str, Any]) -> str | None:
+    for name, value in metrics.items():
+        if isinstance(value, bool) or (isinstance(value, (int, float)) and not math.isnan(float(value))):
+            return name
+    return None
+
+
+def _same_source(source: dict[str, Any], kept: dict[str, Any], ours: Sequence[str]) -> bool:
+    """The kept output row was made from this very input row (compared as JSON: NaN equals NaN)."""
+    keys = [key for key in source if key not in ours]
+
+    def canonical(row: dict[str, Any]) -> str:
+        return json.dumps({key: row.get(key) for key in keys}, sort_keys=True, default=str)
+
+    return all(key in kept for key in keys) and canonical(source) == canonical(kept)
+
+
+def _matching_scores(answers: Sequence[Answer], entries: Any) -> list[Scores | None] | None:
+    if not isinstance(entries, list) or len(entries) != len(answers):
+        return None
+    out: list[Scores | None] = []
+    for answer, entry in zip(answers, entries):
+        if not isinstance(entry, dict) or entry.get("response_ids") != list(answer.response_ids):
+            return None
+        scores = entry.get("scores")
+        if scores is None and answer.scorable:
+            return None
+        out.append(None if scores is None else dict(scores))
+    return out
