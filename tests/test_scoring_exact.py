@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from lm_eval_semgrad import score
-from tiny_models import VOCAB, tiny_llama, tiny_qwen2, tiny_qwen3_tied
+from tiny_models import VOCAB, tiny_gemma2_softcapped, tiny_llama, tiny_qwen2, tiny_qwen3_tied
 
 def reference_scores(model: nn.Module, prompt: list[int], response: list[int], position: int, layers) -> dict:
     """The definitions written out directly: full graph from the embeddings, one sample, no padding.
@@ -157,3 +157,25 @@ def test_scores_from_the_generation_kv_cache_equal_fresh_scores(position):
     fresh = score(model, prompts, responses, position=position, batch_size=1)
     for i in range(len(prompts)):
         assert_close(reused[i], fresh[i], i)
+
+
+def test_soft_capped_logits_take_the_autograd_path_and_stay_exact(monkeypatch):
+    """Gemma-2 transforms logits after the projection: the closed-form head must not be used."""
+    from lm_eval_semgrad.scoring import core
+
+    model = tiny_gemma2_softcapped()
+    calls = []
+    original = core._autograd_head_gradients
+    monkeypatch.setattr(core, "_autograd_head_gradients", lambda *a, **k: calls.append(1) or original(*a, **k))
+    prompts, responses = random_samples(seed=21, n=4)
+    got = score(model, prompts, responses, position=-2, batch_size=4)
+    assert calls
+    for i, (p, r) in enumerate(zip(prompts, responses)):
+        assert_close(got[i], reference_scores(model, p, r, -2, None), i)
+
+
+def test_plain_logits_take_the_closed_form_path(monkeypatch):
+    from lm_eval_semgrad.scoring import core
+
+    monkeypatch.setattr(core, "_autograd_head_gradients", lambda *a, **k: pytest.fail("autograd head used"))
+    score(tiny_qwen3_tied(), [[1, 2, 3]], [[4, 5]], position=-1)

@@ -107,3 +107,16 @@ def save_tiny_chat_model(directory, architecture: str = "llama", seed: int = 0, 
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+def tiny_gemma2_softcapped() -> nn.Module:
+    """Logits soft-capped after the output projection: the autograd fallback of the scoring core."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    torch.manual_seed(3)
+    config = Gemma2Config(
+        vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=8, max_position_embeddings=256, initializer_range=0.3,
+        final_logit_softcapping=5.0, attn_logit_softcapping=50.0, sliding_window=64, tie_word_embeddings=True,
+    )
+    return Gemma2ForCausalLM(config).eval()

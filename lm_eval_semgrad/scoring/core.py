@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from .batching import TeacherForcedBatch, build_batch
-from .losses import ResponseLosses, response_losses
+from .analytic_head import HeadGradients, analytic_head_gradients, logits_are_projection_output
+from .losses import response_losses
 from .model_access import (
     decoder_layers,
     frozen_for_scoring,
@@ -21,7 +22,7 @@ from .model_access import (
     output_projection,
     resolve_layers,
 )
-from .output_gradient import mean_abs_output_weight_grad
+from .output_gradient import mean_abs_output_weight_grads
 from .validation import validate_inputs
 
 SCORE_KEYS = ("semgrad", "hybridgrad", "exgrad", "g_nll", "mean_entropy", "max_prob_nll", "response_len")
@@ -110,7 +111,7 @@ def _checked(index: int, scores: dict[str, float]) -> dict[str, float]:
 
 @dataclass
 class _Capture:
-    """Tensors recorded by forward hooks during the grad-enabled forward pass."""
+    """Tensors recorded by forward hooks during the grad-enabled suffix forward pass."""
 
     band_inputs: dict[int, torch.Tensor] = field(default_factory=dict)
     head_input: torch.Tensor | None = None
@@ -130,16 +131,45 @@ def score_batch(
     tau run without grad into a KV cache and the graph covers columns tau..end and the semantic
     layers alone: exact, at the cost of one forward plus a short backward. `prefix_cache` may hold
     the KV cache of exactly the columns before tau (e.g. kept from generation); it is extended.
+    The gradients at the output projection are formed in closed form and in chunks
+    (`analytic_head`) unless the model transforms its logits after the projection (soft-capping),
+    in which case autograd differentiates through that transformation.
     """
     split = batch.semantic_column(position)
     cache = prefix_cache if prefix_cache is not None or split == 0 else _prefix_cache(model, batch, split)
-    capture, losses = _suffix_forward_with_capture(model, batch, split, cache, band)
+    capture, logits = _suffix_forward_with_capture(model, batch, split, cache, band)
     band_tensors = [capture.band_inputs[i] for i in band]
-    head_output = capture.head_output
-    (ce_logit_grads,) = torch.autograd.grad(losses.cross_entropy.sum(), [head_output], retain_graph=True)
-    weighted_grads = torch.autograd.grad(losses.entropy_weighted.sum(), [head_output, *band_tensors])
-    w_logit_grads, band_grads = weighted_grads[0], weighted_grads[1:]
-    return _per_sample_scores(batch, losses, capture, band_grads, ce_logit_grads, w_logit_grads)
+    keep = batch.max_response_length + 1
+    start = batch.prompt_width
+    targets = batch.input_ids[:, start : start + keep - 1].to(logits.device)
+    valid = batch.response_mask().to(logits.device)
+    head_input = capture.head_input[:, -keep:-1]
+    if logits_are_projection_output(logits, capture.head_output):
+        weight = output_projection(model).weight
+        head = analytic_head_gradients(logits[:, -keep:-1], targets, valid, weight, head_input.detach())
+        band_grads = torch.autograd.grad(head_input, band_tensors, grad_outputs=head.hidden_grad.to(head_input.dtype))
+    else:
+        head, band_grads = _autograd_head_gradients(logits[:, -keep:-1], targets, valid, capture, band_tensors, keep)
+    return _per_sample_scores(batch, head, band_grads)
+
+
+def _autograd_head_gradients(
+    logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor, capture: _Capture,
+    band_tensors: list[torch.Tensor], keep: int,
+) -> tuple[HeadGradients, Sequence[torch.Tensor]]:
+    """For models that transform logits after the projection: differentiate through that transformation."""
+    losses = response_losses(logits, targets, valid)
+    projection_output = capture.head_output
+    (ce_grads,) = torch.autograd.grad(losses.cross_entropy.sum(), [projection_output], retain_graph=True)
+    w_grads, *band_grads = torch.autograd.grad(losses.entropy_weighted.sum(), [projection_output, *band_tensors])
+    hidden = capture.head_input[:, -keep:-1].detach()
+    head = HeadGradients(
+        token_nll=losses.token_nll.detach(), token_entropy=losses.token_entropy, valid=valid,
+        hidden_grad=torch.empty(0),
+        exgrad=mean_abs_output_weight_grads(ce_grads[:, -keep:-1], hidden),
+        weighted_exgrad=mean_abs_output_weight_grads(w_grads[:, -keep:-1], hidden),
+    )
+    return head, band_grads
 
 
 def _prefix_cache(model: nn.Module, batch: TeacherForcedBatch, split: int) -> Any:
@@ -160,7 +190,8 @@ def _prefix_cache(model: nn.Module, batch: TeacherForcedBatch, split: int) -> An
 
 def _suffix_forward_with_capture(
     model: nn.Module, batch: TeacherForcedBatch, split: int, cache: Any, band: list[int]
-) -> tuple[_Capture, ResponseLosses]:
+) -> tuple[_Capture, torch.Tensor]:
+    """The grad-enabled forward over columns split..end; returns the hooks' captures and the logits."""
     layers = decoder_layers(model)
     num_layers = len(layers)
     graph_start = min(band[0], num_layers - 1)
@@ -176,10 +207,8 @@ def _suffix_forward_with_capture(
 
         return hook
 
-    def head_hook(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
-        capture.head_input = args[0]
-        capture.head_output = output.float()
-        return capture.head_output
+    def head_hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+        capture.head_input, capture.head_output = args[0], output
 
     hooked = sorted({graph_start, *(i for i in band if i < num_layers)})
     handles = [layers[i].register_forward_pre_hook(layer_input_hook(i), with_kwargs=True) for i in hooked]
@@ -201,11 +230,7 @@ def _suffix_forward_with_capture(
             handle.remove()
     if num_layers in band:
         capture.band_inputs[num_layers] = outputs.hidden_states[-1]
-    logits = outputs.logits[:, -keep:-1]
-    capture.head_input = capture.head_input[:, -keep:-1]
-    start = batch.prompt_width
-    targets = batch.input_ids[:, start : start + keep - 1].to(logits.device)
-    return capture, response_losses(logits, targets, batch.response_mask().to(logits.device))
+    return capture, outputs.logits
 
 
 def _forward_parameters(model: nn.Module) -> Any:
@@ -229,37 +254,23 @@ def _logits_to_keep_kwargs(model: nn.Module, keep: int) -> dict[str, int]:
 
 
 def _per_sample_scores(
-    batch: TeacherForcedBatch,
-    losses: ResponseLosses,
-    capture: _Capture,
-    band_grads: Sequence[torch.Tensor],
-    ce_logit_grads: torch.Tensor,
-    w_logit_grads: torch.Tensor,
+    batch: TeacherForcedBatch, head: HeadGradients, band_grads: Sequence[torch.Tensor]
 ) -> list[dict[str, float]]:
-    keep = batch.max_response_length + 1
-    ce_logit_grads = ce_logit_grads[:, -keep:-1]
-    w_logit_grads = w_logit_grads[:, -keep:-1]
-    scores = []
-    for row, response_len in enumerate(batch.response_lengths):
-        own = slice(0, response_len)
-        # tau is the first column of the suffix pass for every row
-        at_tau = torch.stack([g[row, 0].float().to(band_grads[0].device) for g in band_grads])
-        semgrad = float(at_tau.abs().mean())
-        head_input = capture.head_input[row, own].detach()
-        exgrad = mean_abs_output_weight_grad(ce_logit_grads[row, own], head_input)
-        weighted_exgrad = mean_abs_output_weight_grad(w_logit_grads[row, own], head_input)
-        token_nll = losses.token_nll[row, own].detach()
-        mean_entropy = float(losses.token_entropy[row, own].mean())
-        alpha = math.exp(-mean_entropy)
-        scores.append(
-            {
-                "semgrad": semgrad,
-                "hybridgrad": alpha * weighted_exgrad + (1 - alpha) * semgrad,
-                "exgrad": exgrad,
-                "g_nll": float(token_nll.sum()),
-                "mean_entropy": mean_entropy,
-                "max_prob_nll": float(token_nll.max()),
-                "response_len": float(response_len),
-            }
-        )
-    return scores
+    """All scores of the batch as tensors first, then one transfer to Python floats."""
+    # tau is the first column of the suffix pass for every row
+    at_tau = torch.stack([g[:, 0].float().to(band_grads[0].device) for g in band_grads])  # (layers, B, d)
+    semgrad = at_tau.abs().mean(dim=(0, 2)).double().cpu()
+    lengths = head.valid.sum(-1)
+    mean_entropy = (head.token_entropy.sum(-1) / lengths).double().cpu()
+    alpha = torch.exp(-mean_entropy)
+    columns = {
+        "semgrad": semgrad,
+        "hybridgrad": alpha * head.weighted_exgrad.cpu() + (1 - alpha) * semgrad,
+        "exgrad": head.exgrad,
+        "g_nll": head.token_nll.sum(-1),
+        "mean_entropy": mean_entropy,
+        "max_prob_nll": head.token_nll.masked_fill(~head.valid, float("-inf")).max(-1).values,
+        "response_len": lengths,
+    }
+    values = {key: column.double().cpu().tolist() for key, column in columns.items()}
+    return [{key: float(values[key][row]) for key in SCORE_KEYS} for row in range(len(batch.response_lengths))]

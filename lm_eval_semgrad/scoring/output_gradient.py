@@ -1,25 +1,28 @@
-"""mean |dL/dW_out| without materialising the V x d gradient of the output projection."""
+"""mean |dL/dW_out| per sample without materialising the V x d gradient of the output projection."""
 
 from __future__ import annotations
 
 import torch
 
-CHUNK_ELEMENTS = 1 << 22  # 16 MiB of float32 per vocabulary chunk of the gradient
+MAX_CHUNK_ELEMENTS = 1 << 26  # 256 MiB of float32 per vocabulary chunk, at most
+MAX_CHUNK_FRACTION = 4  # and at most a quarter of one V x d float32 tensor
 
 
-def mean_abs_output_weight_grad(logit_grads: torch.Tensor, final_hidden: torch.Tensor) -> float:
-    """mean_{v,j} |sum_t g_{t,v} h_{t,j}| for one sample, i.e. mean |dL/dW_out| with W_out of shape V x d.
+def mean_abs_output_weight_grads(logit_grads: torch.Tensor, final_hidden: torch.Tensor) -> torch.Tensor:
+    """mean_{v,j} |sum_t g_{t,v} h_{t,j}| for every sample n, i.e. mean |dL_n/dW_out| (W_out: V x d).
 
-    `logit_grads` (R, V) holds dL/dlogits at the sample's response positions and `final_hidden`
-    (R, d) the inputs of the output projection there. The gradient G^T H is formed one vocabulary
-    chunk at a time, so peak extra memory is one chunk, not V x d.
+    `logit_grads` (N, K, V) holds dL_n/dlogits at each sample's positions (zero where a sample has
+    no token) and `final_hidden` (N, K, d) the inputs of the output projection there. Each
+    sample's gradient G_n^T H_n is formed one vocabulary chunk at a time, for all samples at once,
+    so peak extra memory is one (N, chunk, d) block, well below V x d.
     """
     grads = logit_grads.float()
     hidden = final_hidden.to(device=grads.device, dtype=torch.float32)
-    vocab, width = grads.shape[1], hidden.shape[1]
-    chunk = max(1, CHUNK_ELEMENTS // max(width, 1))
-    total = torch.zeros((), dtype=torch.float64, device=grads.device)
+    samples, vocab, width = grads.shape[0], grads.shape[2], hidden.shape[2]
+    budget = min(MAX_CHUNK_ELEMENTS, vocab * width // MAX_CHUNK_FRACTION)
+    chunk = max(1, budget // max(samples * width, 1))
+    total = torch.zeros(samples, dtype=torch.float64, device=grads.device)
     for start in range(0, vocab, chunk):
-        block = grads[:, start : start + chunk].T @ hidden
-        total += block.abs().sum(dtype=torch.float64)
-    return float(total / (vocab * width))
+        block = torch.bmm(grads[:, :, start : start + chunk].transpose(1, 2), hidden)
+        total += block.abs_().sum(dim=(1, 2)).double()  # in place: no temporary copies of the block
+    return total / (vocab * width)

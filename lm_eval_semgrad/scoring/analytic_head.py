@@ -1,0 +1,92 @@
+"""The answer losses' gradients at the output projection, in closed form and in chunks.
+
+When the logits are the output projection's own output (no soft-capping or scaling after it),
+dL/dlogits_t = s_t (q_t - onehot(y_t)) with s_t = 1/R for L_ce and H_t/R for L_w. Computing this
+chunk by chunk, and dL_w/dh = g_w W_out from it, avoids autograd through a float32 (B, R, V)
+logits tensor and its gradients (several GB for 8B models at realistic batch sizes): peak extra
+memory is one chunk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .losses import ENTROPY_FLOOR
+from .output_gradient import MAX_CHUNK_ELEMENTS
+
+LOGIT_CHUNK_ELEMENTS = 1 << 24  # float32 elements of one (tokens x vocabulary) chunk
+
+
+@dataclass(frozen=True)
+class HeadGradients:
+    """Per-token statistics and output-projection gradients of a batch over its answer columns."""
+
+    token_nll: torch.Tensor  # (B, K), zero where `valid` is False
+    token_entropy: torch.Tensor  # (B, K), zero where `valid` is False
+    valid: torch.Tensor  # (B, K)
+    hidden_grad: torch.Tensor  # (B, K, d): dL_w/dh at the projection's input, float32
+    exgrad: torch.Tensor  # (B,): mean |dL_ce/dW_out|
+    weighted_exgrad: torch.Tensor  # (B,): mean |dL_w/dW_out|
+
+
+def logits_are_projection_output(logits: torch.Tensor, projection_output: torch.Tensor) -> bool:
+    """True when the model returns its output projection's values unchanged (perhaps upcast)."""
+    if logits.shape != projection_output.shape:
+        return False
+    return bool(torch.equal(logits[:, -1:].float(), projection_output[:, -1:].float()))
+
+
+@torch.no_grad()
+def analytic_head_gradients(
+    logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor, weight: torch.Tensor, hidden: torch.Tensor
+) -> HeadGradients:
+    """Closed-form gradients for logits (B, K, V) = hidden (B, K, d) @ weight (V, d)^T."""
+    batch, columns, vocab = logits.shape
+    width = hidden.shape[-1]
+    lengths = valid.sum(-1).clamp(min=1).float()
+    token_nll, token_entropy, log_normaliser = _token_statistics(logits, targets)
+    zero = token_nll.new_zeros(())
+    token_nll = torch.where(valid, token_nll, zero)
+    token_entropy = torch.where(valid, token_entropy, zero)
+    ce_scale = valid.float() / lengths[:, None]
+    w_scale = token_entropy * ce_scale
+    hidden32 = hidden.float()
+    hidden_grad = torch.zeros(batch, columns, width, dtype=torch.float32, device=logits.device)
+    exgrad = torch.zeros(batch, dtype=torch.float64, device=logits.device)
+    weighted_exgrad = torch.zeros_like(exgrad)
+    budget = min(MAX_CHUNK_ELEMENTS, vocab * width // 4)
+    chunk = max(1, min(LOGIT_CHUNK_ELEMENTS // (batch * columns), budget // (batch * width)))
+    for start in range(0, vocab, chunk):
+        stop = min(start + chunk, vocab)
+        residual = (logits[:, :, start:stop].float() - log_normaliser[..., None]).exp()  # q_t(v)
+        in_chunk = (targets >= start) & (targets < stop)
+        rows, cols = in_chunk.nonzero(as_tuple=True)
+        residual[rows, cols, targets[rows, cols] - start] -= 1.0  # q - onehot
+        ce_grad = residual * ce_scale[..., None]
+        w_grad = residual * w_scale[..., None]
+        hidden_grad += w_grad @ weight[start:stop].float()
+        exgrad += torch.bmm(ce_grad.transpose(1, 2), hidden32).abs_().sum(dim=(1, 2)).double()
+        weighted_exgrad += torch.bmm(w_grad.transpose(1, 2), hidden32).abs_().sum(dim=(1, 2)).double()
+    return HeadGradients(
+        token_nll=token_nll, token_entropy=token_entropy, valid=valid, hidden_grad=hidden_grad,
+        exgrad=exgrad / (vocab * width), weighted_exgrad=weighted_exgrad / (vocab * width),
+    )
+
+
+def _token_statistics(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """-log q_t(y_t), H_t and logsumexp_t in float32, a few tokens (full vocabulary) at a time."""
+    batch, columns, vocab = logits.shape
+    flat_logits, flat_targets = logits.reshape(-1, vocab), targets.reshape(-1)
+    step = max(1, LOGIT_CHUNK_ELEMENTS // vocab)
+    nll, entropy, normaliser = [], [], []
+    for start in range(0, flat_logits.shape[0], step):
+        chunk = flat_logits[start : start + step].float()
+        log_q = torch.log_softmax(chunk, dim=-1)
+        nll.append(-log_q.gather(-1, flat_targets[start : start + step, None]).squeeze(-1))
+        q = log_q.exp()
+        entropy.append(-(q * q.clamp_min(ENTROPY_FLOOR).log()).sum(-1))
+        normaliser.append(torch.logsumexp(chunk, dim=-1))
+    shape = (batch, columns)
+    return torch.cat(nll).view(shape), torch.cat(entropy).view(shape), torch.cat(normaliser).view(shape)
