@@ -62,8 +62,8 @@ def analytic_head_gradients(
         stop = min(start + chunk, vocab)
         residual = (logits[:, :, start:stop].float() - log_normaliser[..., None]).exp()  # q_t(v)
         in_chunk = (targets >= start) & (targets < stop)
-        rows, cols = in_chunk.nonzero(as_tuple=True)
-        residual[rows, cols, targets[rows, cols] - start] -= 1.0  # q - onehot
+        local = (targets - start).clamp(0, stop - start - 1).unsqueeze(-1)
+        residual.scatter_add_(-1, local, -in_chunk.float().unsqueeze(-1))  # q - onehot, without a host sync
         ce_grad = residual * ce_scale[..., None]
         w_grad = residual * w_scale[..., None]
         hidden_grad += w_grad @ weight[start:stop].float()
