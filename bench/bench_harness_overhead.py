@@ -1,0 +1,148 @@
+#!/usr/bin/env python
+"""What SemGrad adds to a real lm_eval run, next to the stock `hf` model and a sampling baseline.
+
+Runs, on the same model, questions, batch size and machine, one after the other:
+  hf          : `lm_eval --model hf ... --tasks semgrad_sciq --limit N` (generation only)
+  semgrad-hf  : the same with `--model semgrad-hf` (generation + grad pass from the generation cache)
+  semgrad-hf (no reuse): `semgrad_reuse_cache=false` (the grad pass recomputes the prompt prefix)
+and, in-process, a sampling baseline of the kind semantic entropy needs: 10 sampled answers per
+question (HF generate, temperature 1, same prompts, same batch size in questions), generation only
+(no NLI model), on the first --sampling-limit questions.
+
+For each lm_eval run it records the wall time of the subprocess, lm-eval's own evaluation time
+(`total_evaluation_time_seconds`, which excludes interpreter start-up), and the peak resident memory
+of the process (VmHWM via wait4's rusage). Default model: the embedded SmolLM2-135M-Instruct.
+
+  python bench/bench_harness_overhead.py --limit 200 --out bench/results_harness_overhead.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import importlib.util
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from lm_eval_semgrad.harness.embedded_models import EMBEDDED_MODELS
+
+PROMPT = "Please directly answer the following question with one or few words:\n{question}"
+
+
+def smollm2_args() -> str:
+    embedded = EMBEDDED_MODELS["smollm2-135m-instruct"]
+    spec = importlib.util.find_spec(embedded.package)
+    if spec is None:
+        sys.exit(f"SmolLM2 is not installed: {embedded.install}")
+    return f"pretrained={list(spec.submodule_search_locations)[0]},gguf_file={embedded.gguf_file}"
+
+
+def run_lm_eval(model: str, model_args: str, limit: int, batch_size: int, workdir: Path) -> dict:
+    output = workdir / f"out_{model}_{int(time.time() * 1000)}"
+    command = [
+        sys.executable, "-m", "lm_eval", "--model", model.split(":")[0], "--model_args", model_args,
+        "--tasks", "semgrad_sciq", "--limit", str(limit), "--batch_size", str(batch_size),
+        "--apply_chat_template", "--output_path", str(output),
+    ]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    log_path = output.with_suffix(".log")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with open(log_path, "w") as log_file:
+        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
+        _, status, usage = os.wait4(process.pid, 0)  # rusage of this child alone: its peak RSS
+    wall = time.perf_counter() - start
+    log = log_path.read_text()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{log[-3000:]}")
+    (results_path,) = glob.glob(str(output / "*" / "results_*.json"))
+    results = json.loads(Path(results_path).read_text())
+    table = log[log.rfind("|Tasks") if "|Tasks" in log else len(log):]
+    return {
+        "model": model, "model_args": model_args, "wall_s": wall, "peak_rss_mib": usage.ru_maxrss / 1024,
+        "eval_s": float(results.get("total_evaluation_time_seconds", "nan")),
+        "results": results["results"]["semgrad_sciq"], "table": table,
+    }
+
+
+def sampling_baseline(model_args: str, limit: int, batch_size: int, samples: int, max_new_tokens: int) -> dict:
+    """Seconds per question to draw `samples` answers per question (generation only)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from lm_eval_semgrad.data import data_path
+
+    args = dict(item.split("=", 1) for item in model_args.split(","))
+    tokenizer = AutoTokenizer.from_pretrained(args["pretrained"], gguf_file=args.get("gguf_file"))
+    model = AutoModelForCausalLM.from_pretrained(args["pretrained"], gguf_file=args.get("gguf_file")).eval()
+    tokenizer.padding_side = "left"
+    questions = [json.loads(line)["query"] for line in data_path("sciq/test.jsonl").read_text().splitlines()[:limit]]
+    prompts = [
+        tokenizer.apply_chat_template([{"role": "user", "content": PROMPT.format(question=q)}], tokenize=False,
+                                      add_generation_prompt=True)
+        for q in questions
+    ]
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    generated_tokens = 0
+    for first in range(0, len(prompts), batch_size):
+        batch = tokenizer(prompts[first : first + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
+        with torch.no_grad():
+            out = model.generate(
+                **batch, do_sample=True, temperature=1.0, num_return_sequences=samples,
+                max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+            )
+        generated_tokens += int((out[:, batch["input_ids"].shape[1]:] != tokenizer.pad_token_id).sum())
+    seconds = time.perf_counter() - start
+    return {"questions": len(prompts), "samples_per_question": samples, "max_new_tokens": max_new_tokens,
+            "seconds": seconds, "seconds_per_question": seconds / len(prompts),
+            "generated_tokens": generated_tokens}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model_args", default=None, help="default: the embedded SmolLM2-135M-Instruct")
+    parser.add_argument("--limit", type=int, default=200)
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--sampling-limit", type=int, default=40)
+    parser.add_argument("--sampling-samples", type=int, default=10)
+    parser.add_argument("--sampling-max-new-tokens", type=int, default=150)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    model_args = args.model_args or smollm2_args()
+
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for model, extra in (("hf", ""), ("semgrad-hf", ""), ("semgrad-hf", ",semgrad_reuse_cache=false")):
+            run = run_lm_eval(model, model_args + extra, args.limit, args.batch_size, Path(tmp))
+            run["label"] = model + (" (no cache reuse)" if extra else "")
+            runs.append(run)
+            print(f"{run['label']}: wall {run['wall_s']:.1f} s, lm-eval evaluation {run['eval_s']:.1f} s, "
+                  f"peak RSS {run['peak_rss_mib']:.0f} MiB", flush=True)
+    sampling = sampling_baseline(model_args, args.sampling_limit, args.batch_size, args.sampling_samples,
+                                 args.sampling_max_new_tokens)
+    print(f"sampling baseline: {sampling['seconds_per_question']:.2f} s/question "
+          f"({sampling['samples_per_question']} samples, {sampling['questions']} questions)", flush=True)
+    hf, semgrad = runs[0], runs[1]
+    summary = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": platform.platform(),
+        "cpu_count": os.cpu_count(), "limit": args.limit, "batch_size": args.batch_size,
+        "overhead_eval_time": semgrad["eval_s"] / hf["eval_s"] - 1,
+        "overhead_wall_time": semgrad["wall_s"] / hf["wall_s"] - 1,
+        "runs": runs, "sampling": sampling,
+    }
+    print(f"semgrad-hf adds {100 * summary['overhead_eval_time']:.1f}% to lm-eval's evaluation time "
+          f"({100 * summary['overhead_wall_time']:.1f}% of the whole command)")
+    print(semgrad["table"])
+    if args.out:
+        Path(args.out).write_text(json.dumps(summary, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
