@@ -5,7 +5,7 @@ Runs, on the same model, questions, batch size and machine, one after the other:
   hf          : `lm_eval --model hf ... --tasks semgrad_sciq --limit N` (generation only)
   semgrad-hf  : the same with `--model semgrad-hf` (generation + grad pass from the generation cache)
   semgrad-hf (no reuse): `semgrad_reuse_cache=false` (the grad pass recomputes the prompt prefix)
-and, in-process, a sampling baseline of the kind semantic entropy needs: 10 sampled answers per
+(that one only with --no-reuse-run) and, in-process, a sampling baseline of the kind semantic entropy needs: 10 sampled answers per
 question (HF generate, temperature 1, same prompts, same batch size in questions), generation only
 (no NLI model), on the first --sampling-limit questions.
 
@@ -113,13 +113,15 @@ def main() -> None:
     parser.add_argument("--sampling-limit", type=int, default=40)
     parser.add_argument("--sampling-samples", type=int, default=10)
     parser.add_argument("--sampling-max-new-tokens", type=int, default=150)
+    parser.add_argument("--no-reuse-run", action="store_true", help="also run semgrad-hf with semgrad_reuse_cache=false")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     model_args = args.model_args or smollm2_args()
 
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
-        for model, extra in (("hf", ""), ("semgrad-hf", ""), ("semgrad-hf", ",semgrad_reuse_cache=false")):
+        configs = [("hf", ""), ("semgrad-hf", "")] + ([("semgrad-hf", ",semgrad_reuse_cache=false")] if args.no_reuse_run else [])
+        for model, extra in configs:
             run = run_lm_eval(model, model_args + extra, args.limit, args.batch_size, Path(tmp))
             run["label"] = model + (" (no cache reuse)" if extra else "")
             runs.append(run)
