@@ -103,3 +103,26 @@ def test_auto_position_without_known_template_says_how_to_fix(tmp_path):
         SemGradHFLM(pretrained=str(model_dir), device="cpu", semgrad_position="auto")
     model = SemGradHFLM(pretrained=str(model_dir), device="cpu")
     assert model.semgrad_position == -1 and model.position_source.startswith("default")
+
+
+def test_calibration_file_sets_position_and_layers(tmp_path):
+    import dataclasses
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from lm_eval_semgrad.calibration import calibrate, save_calibration
+    from lm_eval_semgrad.harness.model import SemGradHFLM
+    from tiny_models import save_tiny_chat_model
+
+    model_dir = save_tiny_chat_model(tmp_path / "m")
+    items = [(f"what is the number {i} ?", [f"which number is {i} ?", f"name the number {i} ."]) for i in range(4)]
+    calibration = calibrate(
+        AutoModelForCausalLM.from_pretrained(model_dir), AutoTokenizer.from_pretrained(model_dir), items,
+        apply_chat_template=True, limit=4, positions=[-1, -2, -3], model_name=str(model_dir),
+    )
+    calibration = dataclasses.replace(calibration, position=-2, layers=[1, 2])  # a choice distinct from the defaults
+    path = save_calibration(calibration, tmp_path / "calib.json")
+    model = SemGradHFLM(pretrained=str(model_dir), device="cpu", semgrad_calibration=str(path))
+    assert (model.semgrad_position, model.semgrad_layers) == (-2, [1, 2])
+    with pytest.raises(ValueError, match="without semgrad_position"):
+        SemGradHFLM(pretrained=str(model_dir), device="cpu", semgrad_calibration=str(path), semgrad_position=-1)

@@ -43,8 +43,12 @@ class SemGradHFLM(HFLM):
         pretrained = resolve_embedded_model(pretrained, kwargs)
         super().__init__(pretrained, **kwargs)
         self._split_data_across_cpu_processes()
-        self.semgrad_position, self.position_source = resolve_position(self.semgrad.position, self.tokenizer)
-        self.semgrad_layers = None if self.semgrad.layers is None else list(self.semgrad.layers)
+        if self.semgrad.calibration is not None:
+            self.semgrad_position, self.semgrad_layers = self._calibrated_position_and_layers()
+            self.position_source = f"calibration {self.semgrad.calibration}"
+        else:
+            self.semgrad_position, self.position_source = resolve_position(self.semgrad.position, self.tokenizer)
+            self.semgrad_layers = None if self.semgrad.layers is None else list(self.semgrad.layers)
         self._stop_token_ids = self._end_of_sequence_ids()
         evaluator_hooks.install()
         logger.info(
@@ -66,6 +70,17 @@ class SemGradHFLM(HFLM):
             self._world_size = accelerator.num_processes
 
     # -- configuration -----------------------------------------------------------------------
+
+    def _calibrated_position_and_layers(self) -> tuple[int, list[int]]:
+        """Position and layers from a calibration file made for this model (checked by name and depth)."""
+        from ..calibration import load_calibration
+        from ..scoring.model_access import decoder_layers
+
+        name = getattr(self.model, "name_or_path", None) or self.model.config._name_or_path
+        calibration = load_calibration(
+            self.semgrad.calibration, model_name=str(name), num_layers=len(decoder_layers(self.model))
+        )
+        return calibration.position, list(calibration.layers)
 
     def _end_of_sequence_ids(self) -> set[int]:
         """Token ids that end generation: the tokenizer's EOS and the generation config's."""

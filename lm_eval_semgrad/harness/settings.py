@@ -17,6 +17,7 @@ OPTION_HELP = {
     "semgrad_layers": "'upper_half' (default), an inclusive range like '16-31', or indices joined by ':' like '12:14:16'",
     "semgrad_batch_size": "answers per grad pass when it does not run on generation's own batches (semgrad_reuse_cache=false or out of memory); default: the model's batch_size if a number, else 8",
     "semgrad_methods": f"scores to report, joined by ':' (default {':'.join(DEFAULT_METHODS)}; any of {', '.join(METHODS)})",
+    "semgrad_calibration": "a calibration JSON from `lm-eval-semgrad calibrate`: sets position and layers (not with semgrad_position/semgrad_layers)",
     "semgrad_reuse_cache": "true (default): score from generation's own prompt KV cache; false: recompute the prefix",
     "semgrad_correctness": "METRIC[:THRESHOLD]: the task metric that labels an answer correct (default: the task's first metric, >= 0.5)",
 }
@@ -36,6 +37,7 @@ class SemGradSettings:
     correctness_metric: str | None = None
     correctness_threshold: float = DEFAULT_CORRECTNESS_THRESHOLD
     reuse_cache: bool = True
+    calibration: str | None = None
 
 
 def pop_settings(model_args: dict[str, Any]) -> SemGradSettings:
@@ -46,6 +48,10 @@ def pop_settings(model_args: dict[str, Any]) -> SemGradSettings:
         valid = "\n".join(f"  {name}: {text}" for name, text in OPTION_HELP.items())
         raise ValueError(f"unknown semgrad-hf model arg(s) {', '.join(unknown)}; valid ones are:\n{valid}")
     metric, threshold = parse_correctness(ours.get("semgrad_correctness"))
+    if "semgrad_calibration" in ours and ({"semgrad_position", "semgrad_layers"} & set(ours)):
+        raise ValueError(
+            "semgrad_calibration sets the position and layers; pass it without semgrad_position/semgrad_layers."
+        )
     return SemGradSettings(
         position=parse_position(ours.get("semgrad_position")),
         layers=parse_layers(ours.get("semgrad_layers")),
@@ -53,6 +59,7 @@ def pop_settings(model_args: dict[str, Any]) -> SemGradSettings:
         methods=parse_methods(ours.get("semgrad_methods")),
         correctness_metric=metric,
         correctness_threshold=threshold,
+        calibration=None if ours.get("semgrad_calibration") is None else str(ours["semgrad_calibration"]),
         reuse_cache=parse_bool("semgrad_reuse_cache", ours.get("semgrad_reuse_cache", True)),
     )
 
