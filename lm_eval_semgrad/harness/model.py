@@ -80,6 +80,8 @@ class SemGradHFLM(HFLM):
         calibration = load_calibration(
             self.semgrad.calibration, model_name=str(name), num_layers=len(decoder_layers(self.model))
         )
+        for warning in calibration.format_warnings(self.tokenizer):
+            logger.warning("semgrad-hf: %s: %s", self.semgrad.calibration, warning)
         return calibration.position, list(calibration.layers)
 
     def _end_of_sequence_ids(self) -> set[int]:
