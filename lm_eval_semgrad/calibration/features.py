@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import inspect
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..scoring.model_access import model_device
+from ..scoring.model_access import cache_argument, logits_to_keep_kwargs, model_device, output_cache
 
 logger = logging.getLogger(__name__)
 
@@ -19,23 +18,6 @@ logger = logging.getLogger(__name__)
 MIN_SHARED_PREFIX = 4
 
 __all__ = ["common_prefix_length", "prompt_hidden_states"]
-
-
-def _forward_parameters(model: nn.Module) -> Any:
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    try:
-        return inspect.signature(base.forward).parameters
-    except (TypeError, ValueError):
-        return {}
-
-
-def _logits_kwargs(parameters: Any) -> dict:
-    """Ask for a single logit row where the model supports it: the logits are not needed."""
-    if "logits_to_keep" in parameters:
-        return {"logits_to_keep": 1}
-    if "num_logits_to_keep" in parameters:
-        return {"num_logits_to_keep": 1}
-    return {}
 
 
 def common_prefix_length(prompts: Sequence[Sequence[int]]) -> int:
@@ -84,14 +66,13 @@ def prompt_hidden_states(
         if len(ids) < deepest:
             raise ValueError(f"prompt {index} has {len(ids)} tokens, fewer than the deepest position {-deepest}")
     device = model_device(model)
-    parameters = _forward_parameters(model)
     shared = min(common_prefix_length(prompts), min(len(p) for p in prompts) - deepest) if share_prefix else 0
-    cache_argument = "cache" if "cache" in parameters else "past_key_values"
+    cache_kwarg = cache_argument(model)
     prefix_cache = None
     if shared >= MIN_SHARED_PREFIX:
         prefix = torch.as_tensor(list(prompts[0][:shared]), dtype=torch.long, device=device)[None]
-        outputs = model(input_ids=prefix, use_cache=True, **_logits_kwargs(parameters))
-        prefix_cache = outputs.get("cache", None) or outputs.get("past_key_values", None)
+        outputs = model(input_ids=prefix, use_cache=True, **logits_to_keep_kwargs(model, 1))
+        prefix_cache = output_cache(outputs)
         if prefix_cache is None or not hasattr(prefix_cache, "batch_repeat_interleave"):
             logger.info("%s gave no repeatable KV cache; running every prompt in full", type(model).__name__)
             prefix_cache = None
@@ -123,7 +104,7 @@ def prompt_hidden_states(
                 cache = copy.deepcopy(prefix_cache)
                 cache.batch_repeat_interleave(len(chunk))
                 kwargs = {
-                    cache_argument: cache,
+                    cache_kwarg: cache,
                     "use_cache": True,
                     "position_ids": (shared + torch.arange(width))[None].expand(len(chunk), -1).to(device),
                 }
@@ -134,7 +115,7 @@ def prompt_hidden_states(
                 attention_mask=attention_mask.to(device),
                 output_hidden_states=True,
                 **kwargs,
-                **_logits_kwargs(parameters),
+                **logits_to_keep_kwargs(model, 1),
             )
             hidden = outputs.hidden_states
             if hidden is None:

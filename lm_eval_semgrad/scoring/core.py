@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import inspect
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +15,10 @@ from .batching import TeacherForcedBatch, build_batch
 from .analytic_head import HeadGradients, analytic_head_gradients, logits_are_projection_output
 from .losses import response_losses
 from .model_access import (
+    cache_argument,
     decoder_layers,
+    logits_to_keep_kwargs,
+    output_cache,
     frozen_for_scoring,
     model_device,
     output_projection,
@@ -180,9 +182,9 @@ def _prefix_cache(model: nn.Module, batch: TeacherForcedBatch, split: int) -> An
             attention_mask=batch.attention_mask[:, :split],
             position_ids=batch.position_ids[:, :split],
             use_cache=True,
-            **_logits_to_keep_kwargs(model, 1),
+            **logits_to_keep_kwargs(model, 1),
         )
-    cache = outputs.get("cache", None) or outputs.get("past_key_values", None)
+    cache = output_cache(outputs)
     if cache is None:
         raise ValueError(f"{type(model).__name__} returned no KV cache with use_cache=True; SemGrad needs one.")
     return cache
@@ -214,7 +216,7 @@ def _suffix_forward_with_capture(
     handles = [layers[i].register_forward_pre_hook(layer_input_hook(i), with_kwargs=True) for i in hooked]
     handles.append(output_projection(model).register_forward_hook(head_hook))
     keep = batch.max_response_length + 1
-    cache_kwargs = {} if cache is None else {_cache_argument(model): cache}
+    cache_kwargs = {} if cache is None else {cache_argument(model): cache}
     try:
         outputs = model(
             input_ids=batch.input_ids[:, split:],
@@ -223,7 +225,7 @@ def _suffix_forward_with_capture(
             use_cache=cache is not None,
             output_hidden_states=num_layers in band,
             **cache_kwargs,
-            **_logits_to_keep_kwargs(model, keep),
+            **logits_to_keep_kwargs(model, keep),
         )
     finally:
         for handle in handles:
@@ -231,26 +233,6 @@ def _suffix_forward_with_capture(
     if num_layers in band:
         capture.band_inputs[num_layers] = outputs.hidden_states[-1]
     return capture, outputs.logits
-
-
-def _forward_parameters(model: nn.Module) -> Any:
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT wrappers
-    return inspect.signature(base.forward).parameters
-
-
-def _cache_argument(model: nn.Module) -> str:
-    """transformers 5.x renames `past_key_values` to `cache`; use whichever this model takes."""
-    return "cache" if "cache" in _forward_parameters(model) else "past_key_values"
-
-
-def _logits_to_keep_kwargs(model: nn.Module, keep: int) -> dict[str, int]:
-    """Ask for logits at the response columns only, when the model supports it (saves B x T x V)."""
-    parameters = _forward_parameters(model)
-    if "logits_to_keep" in parameters:
-        return {"logits_to_keep": keep}
-    if "num_logits_to_keep" in parameters:
-        return {"num_logits_to_keep": keep}
-    return {}
 
 
 def _per_sample_scores(

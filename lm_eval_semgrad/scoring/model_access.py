@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -92,3 +94,32 @@ def model_device(model: nn.Module) -> torch.device:
     if embeddings is not None and getattr(embeddings, "weight", None) is not None:
         return embeddings.weight.device
     return next(model.parameters()).device
+
+
+def forward_parameters(model: nn.Module) -> Any:
+    """The parameters of the model's forward (of the base model for PEFT wrappers)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    try:
+        return inspect.signature(base.forward).parameters
+    except (TypeError, ValueError):
+        return {}
+
+
+def cache_argument(model: nn.Module) -> str:
+    """transformers 5.x renames `past_key_values` to `cache`; the name this model takes."""
+    return "cache" if "cache" in forward_parameters(model) else "past_key_values"
+
+
+def output_cache(outputs: Any) -> Any | None:
+    """The KV cache of a forward's outputs, under either name."""
+    return outputs.get("cache", None) or outputs.get("past_key_values", None)
+
+
+def logits_to_keep_kwargs(model: nn.Module, keep: int) -> dict[str, int]:
+    """Ask for logits at the last `keep` columns only, when the model supports it (saves B x T x V)."""
+    parameters = forward_parameters(model)
+    if "logits_to_keep" in parameters:
+        return {"logits_to_keep": keep}
+    if "num_logits_to_keep" in parameters:
+        return {"num_logits_to_keep": keep}
+    return {}
