@@ -21,6 +21,8 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
+from ..harness.prompt_encoding import special_tokens_kwargs
+
 #: The `semgrad_*` tasks' doc_to_text (task_configs/_semgrad_template_yaml), `{question}` = the question.
 DEFAULT_PROMPT_TEMPLATE = "Please directly answer the following question with one or few words:\n{question}"
 
@@ -55,16 +57,6 @@ def render_prompt(tokenizer: Any, text: str, apply_chat_template: bool) -> str:
     if not isinstance(rendered, str):
         raise TypeError(f"apply_chat_template(tokenize=False) returned {type(rendered).__name__}, expected str")
     return rendered
-
-
-def special_tokens_kwargs(tokenizer: Any, rendered: str, add_bos_token: bool | None = None) -> dict[str, bool]:
-    """HFLM.tok_batch_encode's choice of `add_special_tokens` for a causal LM."""
-    bos = getattr(tokenizer, "bos_token", None)
-    if bos is not None and rendered.startswith(bos):
-        return {"add_special_tokens": False}
-    if add_bos_token is not None:
-        return {"add_special_tokens": bool(add_bos_token)}
-    return {}
 
 
 def encode_prompt(

@@ -30,6 +30,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..harness.prompt_encoding import special_tokens_kwargs
+
 #: HFLM's default `max_gen_toks` when a task's generation_kwargs set none (HFLM.max_gen_toks).
 DEFAULT_MAX_GEN_TOKS = 256
 #: HFLM's default context length when neither the model config nor the tokenizer gives one.
@@ -62,12 +64,7 @@ class PromptEncoder:
     max_length: int = DEFAULT_MAX_LENGTH
 
     def special_tokens_kwargs(self, prompt: str) -> dict[str, bool]:
-        bos = getattr(self.tokenizer, "bos_token", None)
-        if isinstance(bos, str) and bos and prompt.startswith(bos):
-            return {"add_special_tokens": False}
-        if self.add_bos_token is not None:
-            return {"add_special_tokens": bool(self.add_bos_token)}
-        return {}
+        return special_tokens_kwargs(self.tokenizer, prompt, self.add_bos_token)
 
     def encode(self, prompt: str, gen_kwargs: dict[str, Any] | None = None) -> list[int]:
         """The context ids; left-truncated as HFLM does when `gen_kwargs` (the request's) are given."""
