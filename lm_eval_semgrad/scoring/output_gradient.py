@@ -4,8 +4,20 @@ from __future__ import annotations
 
 import torch
 
-MAX_CHUNK_ELEMENTS = 1 << 26  # 256 MiB of float32 per vocabulary chunk, at most
+# Float32 elements of one (samples x vocabulary chunk x d) gradient block. On a CPU the block should
+# stay in cache while abs() and sum() read it back (bench/: 2.6x faster at 4 MiB than at 28 MiB); on a
+# GPU, where time goes to kernel launches, larger blocks mean fewer launches.
+CPU_BLOCK_ELEMENTS = 1 << 20  # 4 MiB
+ACCELERATOR_BLOCK_ELEMENTS = 1 << 26  # 256 MiB
 MAX_CHUNK_FRACTION = 4  # and at most a quarter of one V x d float32 tensor
+MIN_CHUNK_ROWS = 32  # bounds the Python loop for very large batches x widths
+
+
+def vocabulary_chunk(device: torch.device, samples: int, vocab: int, width: int) -> int:
+    """Vocabulary rows per chunk so that one (samples, rows, width) float32 block fits the device's budget."""
+    budget = CPU_BLOCK_ELEMENTS if device.type == "cpu" else ACCELERATOR_BLOCK_ELEMENTS
+    budget = min(budget, vocab * width // MAX_CHUNK_FRACTION)
+    return max(MIN_CHUNK_ROWS, budget // max(samples * width, 1))
 
 
 def mean_abs_output_weight_grads(logit_grads: torch.Tensor, final_hidden: torch.Tensor) -> torch.Tensor:
@@ -19,8 +31,7 @@ def mean_abs_output_weight_grads(logit_grads: torch.Tensor, final_hidden: torch.
     grads = logit_grads.float()
     hidden = final_hidden.to(device=grads.device, dtype=torch.float32)
     samples, vocab, width = grads.shape[0], grads.shape[2], hidden.shape[2]
-    budget = min(MAX_CHUNK_ELEMENTS, vocab * width // MAX_CHUNK_FRACTION)
-    chunk = max(1, budget // max(samples * width, 1))
+    chunk = vocabulary_chunk(grads.device, samples, vocab, width)
     total = torch.zeros(samples, dtype=torch.float64, device=grads.device)
     for start in range(0, vocab, chunk):
         block = torch.bmm(grads[:, :, start : start + chunk].transpose(1, 2), hidden)
