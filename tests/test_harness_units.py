@@ -28,6 +28,9 @@ def test_defaults():
     assert settings.correctness_metric is None and settings.correctness_threshold == 0.5
     assert pop_settings({"semgrad_position": "auto", "semgrad_layers": "upper_half"}).position == "auto"
     assert pop_settings({"semgrad_layers": "12:14:16"}).layers == (12, 14, 16)
+    assert settings.memory == "generation"
+    assert pop_settings({"semgrad_memory": "unbounded"}).memory == "unbounded"
+    assert pop_settings({"semgrad_memory": "512"}).memory == 512.0
 
 
 @pytest.mark.parametrize(
@@ -40,6 +43,8 @@ def test_defaults():
         ({"semgrad_batch_size": 0}, "semgrad_batch_size=0 is not valid"),
         ({"semgrad_methods": "semgrad:sar"}, "unknown method(s) ['sar']"),
         ({"semgrad_correctness": "acc:high"}, "the threshold after ':' must be a number"),
+        ({"semgrad_memory": "lots"}, "semgrad_memory='lots' is not valid"),
+        ({"semgrad_memory": 0}, "semgrad_memory=0 is not valid"),
     ],
 )
 def test_bad_settings_are_named(args, message):

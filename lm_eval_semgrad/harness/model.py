@@ -14,6 +14,7 @@ from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 
 from ..scoring import score, score_with_prefix_cache
+from ..scoring.memory import cache_bytes, rows_per_grad_pass, grad_pass_bytes_per_answer_token
 from . import evaluator_hooks
 from .chat_positions import resolve_position
 from .embedded_models import resolve_embedded_model
@@ -40,6 +41,7 @@ class SemGradHFLM(HFLM):
         self.score_store = ScoreStore()
         self._pending: deque[Record | None] = deque()
         self._checked_prompt_format = False
+        self._grad_pass_bytes_per_token: float | None = None
         pretrained = resolve_embedded_model(pretrained, kwargs)
         super().__init__(pretrained, **kwargs)
         self._split_data_across_cpu_processes()
@@ -180,14 +182,34 @@ class SemGradHFLM(HFLM):
         """The grad pass on generation's own batch and prompt KV cache; None when that is not possible."""
         if not hasattr(cache, "crop") or not hasattr(cache, "get_seq_length"):
             return None
+        rows = self._rows_per_grad_pass(cache, answers)
+        if rows < len(answers) and not hasattr(cache, "batch_select_indices"):
+            return None
         try:
             return score_with_prefix_cache(
-                self.model, prompts, answers, cache, position=self.semgrad_position, layers=self.semgrad_layers
+                self.model, prompts, answers, cache, position=self.semgrad_position, layers=self.semgrad_layers,
+                batch_size=rows,
             )
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
             logger.warning("semgrad-hf: out of memory scoring the whole generation batch; scoring in smaller batches")
             return None
+
+    def _rows_per_grad_pass(self, cache: Any, answers: list[list[int]]) -> int:
+        """Rows per grad pass within the `semgrad_memory` budget (all rows when 'unbounded')."""
+        budget = self.semgrad.memory
+        if budget == "unbounded":
+            return len(answers)
+        if self._grad_pass_bytes_per_token is None:
+            self._grad_pass_bytes_per_token = grad_pass_bytes_per_answer_token(
+                self.model, position=self.semgrad_position, layers=self.semgrad_layers
+            )
+            logger.info(
+                "semgrad-hf: the grad pass needs %.0f KiB per answer token and row", self._grad_pass_bytes_per_token / 1024
+            )
+        budget_bytes = cache_bytes(cache) if budget == "generation" else int(float(budget) * 2**20)
+        answer_width = max(len(answer) for answer in answers) + 1
+        return rows_per_grad_pass(budget_bytes, self._grad_pass_bytes_per_token, answer_width, len(answers))
 
     def _score_with_backoff(self, prompts: list[list[int]], answers: list[list[int]]) -> list[dict[str, float]]:
         batch_size = self.semgrad_batch_size

@@ -19,6 +19,7 @@ OPTION_HELP = {
     "semgrad_methods": f"scores to report, joined by ':' (default {':'.join(DEFAULT_METHODS)}; any of {', '.join(METHODS)})",
     "semgrad_calibration": "a calibration JSON from `lm-eval-semgrad calibrate`: sets position and layers (not with semgrad_position/semgrad_layers)",
     "semgrad_reuse_cache": "true (default): score from generation's own prompt KV cache; false: recompute the prefix",
+    "semgrad_memory": "memory budget of a grad pass on generation's batch: 'generation' (default: at most the batch's KV cache, so scoring never needs more than generation did; long answers are then scored a few rows at a time), 'unbounded' (one pass per batch: fastest, most memory), or a number of MiB",
     "semgrad_correctness": "METRIC[:THRESHOLD]: the task metric that labels an answer correct (default: the task's first metric, >= 0.5)",
 }
 
@@ -38,6 +39,7 @@ class SemGradSettings:
     correctness_threshold: float = DEFAULT_CORRECTNESS_THRESHOLD
     reuse_cache: bool = True
     calibration: str | None = None
+    memory: str | float = "generation"  # or "unbounded", or a budget in MiB
 
 
 def pop_settings(model_args: dict[str, Any]) -> SemGradSettings:
@@ -61,7 +63,23 @@ def pop_settings(model_args: dict[str, Any]) -> SemGradSettings:
         correctness_threshold=threshold,
         calibration=None if ours.get("semgrad_calibration") is None else str(ours["semgrad_calibration"]),
         reuse_cache=parse_bool("semgrad_reuse_cache", ours.get("semgrad_reuse_cache", True)),
+        memory=parse_memory(ours.get("semgrad_memory", "generation")),
     )
+
+
+def parse_memory(value: Any) -> str | float:
+    text = str(value).strip().lower()
+    if text in ("generation", "unbounded"):
+        return text
+    try:
+        mebibytes = float(text)
+    except ValueError:
+        mebibytes = -1.0
+    if isinstance(value, bool) or not mebibytes > 0:
+        raise ValueError(
+            f"semgrad_memory={value!r} is not valid: pass 'generation', 'unbounded' or a positive number of MiB."
+        )
+    return mebibytes
 
 
 def parse_position(value: Any) -> int | str | None:

@@ -16,7 +16,14 @@ import torch
 from .losses import ENTROPY_FLOOR
 from .output_gradient import vocabulary_chunk
 
-LOGIT_CHUNK_ELEMENTS = 1 << 24  # float32 elements of one (tokens x vocabulary) chunk
+# float32 elements of one (tokens x vocabulary) chunk of the per-token statistics; each chunk makes
+# about five temporaries, so this bounds their memory (CPU: 4 MiB each; GPU: fewer, larger launches)
+CPU_LOGIT_CHUNK_ELEMENTS = 1 << 20
+ACCELERATOR_LOGIT_CHUNK_ELEMENTS = 1 << 23
+
+
+def logit_chunk_elements(device: torch.device) -> int:
+    return CPU_LOGIT_CHUNK_ELEMENTS if device.type == "cpu" else ACCELERATOR_LOGIT_CHUNK_ELEMENTS
 
 
 @dataclass(frozen=True)
@@ -59,7 +66,7 @@ def analytic_head_gradients(
     exgrad = torch.zeros(batch, dtype=torch.float64, device=logits.device)
     weighted_exgrad = torch.zeros_like(exgrad)
     rows = vocabulary_chunk(logits.device, batch, vocab, width)
-    chunk = max(1, min(LOGIT_CHUNK_ELEMENTS // (batch * columns), rows))
+    chunk = max(1, min(logit_chunk_elements(logits.device) // (batch * columns), rows))
     # one reused buffer for the (B, chunk, d) gradient blocks: fresh multi-MB allocations each chunk
     # cost page faults on CPU (measured 4x slower bmm calls inside score())
     block_buffer = torch.empty(batch * chunk * width, dtype=torch.float32, device=logits.device)
@@ -85,7 +92,7 @@ def _token_statistics(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torc
     """-log q_t(y_t), H_t and logsumexp_t in float32, a few tokens (full vocabulary) at a time."""
     batch, columns, vocab = logits.shape
     flat_logits, flat_targets = logits.reshape(-1, vocab), targets.reshape(-1)
-    step = max(1, LOGIT_CHUNK_ELEMENTS // vocab)
+    step = max(1, logit_chunk_elements(logits.device) // vocab)
     nll, entropy, normaliser = [], [], []
     for start in range(0, flat_logits.shape[0], step):
         chunk = flat_logits[start : start + step].float()

@@ -43,14 +43,22 @@ def build_batch(
     response_ids: Sequence[Sequence[int]],
     pad_token_id: int,
     device: torch.device,
+    prompt_width: int | None = None,
 ) -> TeacherForcedBatch:
     """Left-pad the prompts and right-pad the responses to common widths.
+
+    `prompt_width` (default: the longest prompt) pads the prompts wider, e.g. to the layout of the
+    generation batch whose KV cache these rows come from.
 
     Position ids count from each row's first real token, so a padded row computes exactly what
     the same sequence computes alone (padding is masked out, and trailing padding comes after
     every real token of its row).
     """
-    prompt_width = max(len(p) for p in prompt_ids)
+    longest = max(len(p) for p in prompt_ids)
+    if prompt_width is None:
+        prompt_width = longest
+    elif prompt_width < longest:
+        raise ValueError(f"prompt_width={prompt_width} is narrower than the longest prompt ({longest} tokens).")
     response_width = max(len(r) for r in response_ids)
     rows = len(prompt_ids)
     input_ids = torch.full((rows, prompt_width + response_width), pad_token_id, dtype=torch.long)

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from .batching import TeacherForcedBatch, build_batch
+from .cache_rows import select_cache_rows
 from .analytic_head import HeadGradients, analytic_head_gradients, logits_are_projection_output
 from .losses import response_losses
 from .model_access import (
@@ -71,28 +72,43 @@ def score_with_prefix_cache(
     *,
     position: int = -1,
     layers: Sequence[int] | None = None,
+    batch_size: int | None = None,
 ) -> list[dict[str, float]]:
     """score() for one batch whose prompt columns already sit in a KV cache, e.g. generation's own.
 
     The cache must come from these prompts left-padded to the longest one (as HF generation lays
     out a batch); it is cropped to the columns before tau and extended in place. The scores equal
     score()'s: the prefix is the same computation, done once for generation and scoring together.
+    `batch_size` (default: all rows) splits the rows into grad passes of at most that many rows,
+    grouped by answer length, each on its own rows of the cache: the memory of a grad pass grows
+    with rows x answer tokens.
     """
-    validate_inputs(model, prompt_ids, response_ids, position, max(1, len(prompt_ids)))
+    rows = len(prompt_ids)
+    batch_size = rows if batch_size is None else batch_size
+    validate_inputs(model, prompt_ids, response_ids, position, max(1, batch_size))
     band = resolve_layers(len(decoder_layers(model)), layers)
+    prompt_width = max(len(p) for p in prompt_ids)
+    split = prompt_width + position
+    cached = prefix_cache.get_seq_length()
+    if cached < split:
+        raise ValueError(
+            f"the prefix cache holds {cached} columns, fewer than the {split} before tau; "
+            "it must cover the left-padded prompts."
+        )
+    if cached > split:
+        prefix_cache.crop(split - cached)  # negative: drop that many columns (transformers 4.x and 5.x)
+    order = sorted(range(rows), key=lambda i: len(response_ids[i]), reverse=True)
+    results: list[dict[str, float] | None] = [None] * rows
     with _grad_pass(model):
-        batch = build_batch(prompt_ids, response_ids, 0, model_device(model))
-        split = batch.semantic_column(position)
-        cached = prefix_cache.get_seq_length()
-        if cached < split:
-            raise ValueError(
-                f"the prefix cache holds {cached} columns, fewer than the {split} before tau; "
-                "it must cover the left-padded prompts."
+        for start in range(0, rows, batch_size):
+            group = order[start : start + batch_size] if batch_size < rows else list(range(rows))
+            batch = build_batch(
+                [prompt_ids[i] for i in group], [response_ids[i] for i in group], 0, model_device(model), prompt_width
             )
-        if cached > split:
-            prefix_cache.crop(split - cached)  # negative: drop that many columns (transformers 4.x and 5.x)
-        scores = score_batch(model, batch, position, band, prefix_cache if split > 0 else None)
-    return [_checked(index, row) for index, row in enumerate(scores)]
+            cache = None if split == 0 else prefix_cache if len(group) == rows else select_cache_rows(prefix_cache, group)
+            for index, scores in zip(group, score_batch(model, batch, position, band, cache)):
+                results[index] = _checked(index, scores)
+    return results  # type: ignore[return-value]
 
 
 @contextlib.contextmanager

@@ -1,0 +1,41 @@
+"""Some rows of a KV cache as a cache of their own, leaving the original untouched."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+
+def select_cache_rows(cache: Any, rows: Sequence[int]) -> Any:
+    """A cache holding only `rows` (batch indices) of `cache`; `cache` itself is not modified.
+
+    transformers' `Cache.batch_select_indices` works in place, so it runs on a copy: per layer a
+    shallow copy whose tensors are then replaced by the selected rows (transformers >= 4.56 keeps
+    them in `cache.layers`), or a deep copy for other cache layouts.
+    """
+    if not hasattr(cache, "batch_select_indices"):
+        raise ValueError(
+            f"{type(cache).__name__} cannot select batch rows (no batch_select_indices); "
+            "score this batch without splitting it (batch_size=None)."
+        )
+    if isinstance(getattr(cache, "layers", None), list):
+        selected = copy.copy(cache)
+        selected.layers = [copy.copy(layer) for layer in cache.layers]
+    else:
+        selected = copy.deepcopy(cache)
+    selected.batch_select_indices(torch.tensor(list(rows), device=_cache_device(cache)))
+    return selected
+
+
+def _cache_device(cache: Any) -> torch.device:
+    for layer in getattr(cache, "layers", []) or []:
+        keys = getattr(layer, "keys", None)
+        if isinstance(keys, torch.Tensor):
+            return keys.device
+    for keys in getattr(cache, "key_cache", []) or []:
+        if isinstance(keys, torch.Tensor):
+            return keys.device
+    return torch.device("cpu")

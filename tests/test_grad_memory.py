@@ -1,0 +1,128 @@
+"""The grad pass within a memory budget: cache rows, split reuse batches, the saved-bytes probe."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lm_eval_semgrad.scoring import score, score_with_prefix_cache
+from lm_eval_semgrad.scoring.cache_rows import select_cache_rows
+from lm_eval_semgrad.scoring.memory import cache_bytes, rows_per_grad_pass, saved_bytes_per_answer_token
+from test_scoring_exact import assert_close
+from tiny_models import save_tiny_chat_model, tiny_llama, tiny_qwen3_tied
+
+PROMPTS = [[5, 6, 7, 8, 9, 10, 11], [12, 13, 14], [15, 16, 17, 18, 19], [20, 21, 22, 23]]
+
+
+def _generate(model, prompts, new_tokens=6):
+    """Greedy generation on a left-padded batch, as HFLM lays it out; returns answers and the KV cache."""
+    model.generation_config.eos_token_id = None
+    width = max(len(p) for p in prompts)
+    input_ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
+    attention_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    with torch.no_grad():
+        out = model.generate(
+            input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=new_tokens, do_sample=False,
+            return_dict_in_generate=True, pad_token_id=0,
+        )
+    # answers of different lengths, so that grouping by length matters
+    answers = [row[width : width + new_tokens - i].tolist() for i, row in enumerate(out.sequences)]
+    return answers, getattr(out, "past_key_values", None) or getattr(out, "cache", None)
+
+
+@pytest.mark.parametrize("rows_per_pass", [1, 2, 3])
+def test_split_grad_passes_on_generation_cache_equal_fresh_scores(rows_per_pass):
+    model = tiny_llama()
+    answers, cache = _generate(model, PROMPTS)
+    got = score_with_prefix_cache(model, PROMPTS, answers, cache, position=-2, batch_size=rows_per_pass)
+    fresh = score(model, PROMPTS, answers, position=-2, batch_size=1)
+    for i in range(len(PROMPTS)):
+        assert_close(got[i], fresh[i], i)
+
+
+def test_selected_cache_rows_leave_the_original_cache_untouched():
+    model = tiny_qwen3_tied()
+    _, cache = _generate(model, PROMPTS)
+    layers = cache.layers if hasattr(cache, "layers") else None
+    before = [layer.keys.clone() for layer in layers] if layers else [k.clone() for k in cache.key_cache]
+    selected = select_cache_rows(cache, [2, 0])
+    after = [layer.keys for layer in cache.layers] if layers else list(cache.key_cache)
+    assert all(torch.equal(b, a) for b, a in zip(before, after))
+    chosen = [layer.keys for layer in selected.layers] if layers else list(selected.key_cache)
+    assert all(torch.equal(c, b[[2, 0]]) for c, b in zip(chosen, before))
+
+
+def test_cache_bytes_counts_every_key_and_value_tensor_once():
+    model = tiny_llama()
+    _, cache = _generate(model, PROMPTS)
+    if hasattr(cache, "layers"):
+        tensors = [t for layer in cache.layers for t in (layer.keys, layer.values)]
+    else:
+        tensors = [*cache.key_cache, *cache.value_cache]
+    assert cache_bytes(cache) == sum(t.numel() * t.element_size() for t in tensors)
+
+
+def test_saved_bytes_grow_with_the_number_of_semantic_layers():
+    """Saved activations are per semantic layer: four layers keep about twice what two keep."""
+    model = tiny_llama()  # 5 decoder layers
+    two = saved_bytes_per_answer_token(model, layers=[3, 4])
+    four = saved_bytes_per_answer_token(model, layers=[1, 2, 3, 4])
+    assert two > 0
+    assert 1.6 < four / two < 2.4
+
+
+def test_saved_bytes_per_token_predict_what_a_batch_saves():
+    """The per-token probe (one row, two answer lengths) predicts a 3-row, 9-token batch's saved bytes."""
+    model = tiny_llama()
+    per_token = saved_bytes_per_answer_token(model, position=-1)
+    parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
+
+    def saved_bytes(prompts, responses):
+        storages = {}
+
+        def pack(tensor):
+            if tensor.untyped_storage().data_ptr() not in parameters:
+                storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+            return tensor
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            score(model, prompts, responses, position=-1, batch_size=len(prompts))
+        return sum(storages.values())
+
+    prompts = [[5, 6, 7, 8]] * 3
+    small = saved_bytes(prompts, [[9, 10]] * 3)
+    large = saved_bytes(prompts, [[9, 10] + [11] * 9] * 3)
+    assert large - small == pytest.approx(3 * 9 * per_token, rel=0.25)
+
+
+def test_rows_per_grad_pass_keeps_the_budget():
+    assert rows_per_grad_pass(budget_bytes=1000, bytes_per_token=10.0, answer_width=20, rows=16) == 5
+    assert rows_per_grad_pass(budget_bytes=10, bytes_per_token=10.0, answer_width=20, rows=16) == 1
+    assert rows_per_grad_pass(budget_bytes=10**9, bytes_per_token=10.0, answer_width=20, rows=16) == 16
+
+
+def test_semgrad_hf_splits_the_grad_pass_under_a_small_budget_with_unchanged_scores(tmp_path, monkeypatch):
+    from lm_eval_semgrad.harness import model as harness_model
+    from lm_eval_semgrad.harness.model import SemGradHFLM
+
+    model_dir = save_tiny_chat_model(tmp_path / "m")
+    calls = []
+    original = harness_model.score_with_prefix_cache
+    monkeypatch.setattr(
+        harness_model, "score_with_prefix_cache",
+        lambda *a, **k: calls.append(k["batch_size"]) or original(*a, **k),
+    )
+
+    def pending_scores(**semgrad_args):
+        lm = SemGradHFLM(pretrained=str(model_dir), device="cpu", semgrad_position=-1, **semgrad_args)
+        width = max(len(p) for p in PROMPTS)
+        context = torch.tensor([[0] * (width - len(p)) + p for p in PROMPTS])
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in PROMPTS])
+        lm._model_generate(context, width + 8, [], attention_mask=mask, do_sample=False)
+        return [record["scores"] for record in lm._pending]
+
+    unbounded = pending_scores(semgrad_memory="unbounded")
+    tight = pending_scores(semgrad_memory="0.00001")
+    assert calls == [len(PROMPTS), 1]
+    for i, (a, b) in enumerate(zip(tight, unbounded)):
+        assert_close(a, b, i)
