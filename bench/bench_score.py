@@ -114,9 +114,11 @@ def save_for_children(model, folder: str) -> None:
 # ---------------------------------------------------------------------------------------- inputs
 
 
-def make_inputs(args, tokenizer, vocab_size: int, batch: int, response_len: int):
-    """B prompts of prompt_len +- 2 tokens and B responses of exactly response_len tokens (last = EOS)."""
-    rng = random.Random(args.seed + 1000 * batch + response_len)
+def make_inputs(args, tokenizer, vocab_size: int, batch: int, response_len: int, prompt_len: int | None = None):
+    """B prompts of prompt_len (default: the first of --prompt-lens) +- 2 tokens, B responses of exactly
+    response_len tokens (last = EOS), and where the prompts came from ("sciq" or "random")."""
+    prompt_len = prompt_len or int(args.prompt_lens.split(",")[0])
+    rng = random.Random(args.seed + 1000 * batch + response_len + 10**6 * prompt_len)
     prompts: list[list[int]] = []
     if args.data == "sciq" and tokenizer is not None:
         for line in SCIQ.read_text().splitlines():
@@ -127,16 +129,18 @@ def make_inputs(args, tokenizer, vocab_size: int, batch: int, response_len: int)
                 tokenize=False,
             )
             ids = tokenizer(text, add_special_tokens=False).input_ids
-            if abs(len(ids) - args.prompt_len) <= 2:
+            if abs(len(ids) - prompt_len) <= 2:
                 prompts.append(list(ids))
             if len(prompts) == batch:
                 break
+    source = "sciq"
     if len(prompts) < batch:  # random ids (also the fallback when the data or a tokenizer is missing)
-        prompts = [[rng.randrange(vocab_size) for _ in range(args.prompt_len)] for _ in range(batch)]
+        source = "random"
+        prompts = [[rng.randrange(vocab_size) for _ in range(prompt_len)] for _ in range(batch)]
     eos = getattr(tokenizer, "eos_token_id", None) if tokenizer is not None else None
     eos = eos if eos is not None else vocab_size - 1
     responses = [[rng.randrange(vocab_size) for _ in range(response_len - 1)] + [eos] for _ in range(batch)]
-    return prompts, responses
+    return prompts, responses, source
 
 
 def left_pad(prompts, responses, device):
@@ -445,7 +449,9 @@ def parse_args(argv=None):
                         "stall whenever another process holds a core; see bench/RESULTS.md)")
     parser.add_argument("--batch-sizes", default="1,4,8")
     parser.add_argument("--response-lengths", default="8,32,128")
-    parser.add_argument("--prompt-len", type=int, default=60, help="prompt length in tokens (SciQ: +-2)")
+    parser.add_argument("--prompt-lens", default="60",
+                        help="prompt lengths in tokens (default 60); SciQ prompts of that length +-2 where "
+                             "there are enough, else seeded random ids (SciQ prompts are ~50-100 tokens)")
     parser.add_argument("--data", choices=["sciq", "random"], default="sciq")
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds per config (default 3)")
     parser.add_argument("--warmup", type=int, default=None,
@@ -505,12 +511,12 @@ def main(argv=None) -> None:
     if args.breakdown:
         for spec in args.breakdown.split(";"):
             batch, response_len = (int(x) for x in spec.split(","))
-            prompts, responses = make_inputs(args, tokenizer, vocab, batch, response_len)
+            prompts, responses, _ = make_inputs(args, tokenizer, vocab, batch, response_len)
             print(breakdown_score(args, model, prompts, responses) + "\n", flush=True)
         return
     if args.profile:
         batch, response_len = (int(x) for x in args.profile.split(","))
-        prompts, responses = make_inputs(args, tokenizer, vocab, batch, response_len)
+        prompts, responses, _ = make_inputs(args, tokenizer, vocab, batch, response_len)
         print(profile_score(model, prompts, responses, args.device))
         return
 
@@ -520,41 +526,48 @@ def main(argv=None) -> None:
         save_for_children(model, tmp.name)  # children load this float32 copy fast (no GGUF de-quantising)
 
     # one tiny warm-up of both methods: thread pools, kernel caches, lazy imports
-    tiny_prompts, tiny_responses = make_inputs(args, tokenizer, vocab, 1, 2)
+    tiny_prompts, tiny_responses, _ = make_inputs(args, tokenizer, vocab, 1, 2)
     for method in METHODS:
         make_runner(method, model, tiny_prompts, tiny_responses, args.device)()
 
     rows = []
-    for response_len in (int(x) for x in args.response_lengths.split(",")):
-        for batch in (int(x) for x in args.batch_sizes.split(",")):
-            prompts, responses = make_inputs(args, tokenizer, vocab, batch, response_len)
-            runners = {m: make_runner(m, model, prompts, responses, args.device) for m in METHODS}
-            peaks = {}
-            for method in METHODS:  # memory first: also the config's warm-up
-                if args.memory == "off":
-                    peaks[method] = None
-                elif args.memory == "rss":
-                    peaks[method] = peak_extra_cpu_rss_subprocess({
-                        "folder": tmp.name, "dtype": args.dtype, "threads": args.threads,
-                        "method": method, "prompts": prompts, "responses": responses,
-                    })
-                elif on_cuda:
-                    peaks[method] = peak_extra_cuda(runners[method], args.device)
-                else:
-                    peaks[method] = peak_extra_cpu_alloc(runners[method])
-            load_before = os.getloadavg()[0]
-            times = time_methods(runners, args.device, args.warmup, args.repeats)
-            med = {m: statistics.median(times[m]) for m in METHODS}
-            row = {
-                "batch": batch, "response_len": response_len, "prompt_lens": sorted({len(p) for p in prompts}),
-                "width": max(len(p) for p in prompts) + response_len,
-                "times_s": times, "median_s": med, "ratio": med["score"] / med["forward"],
-                "paired_ratio": statistics.median(s / f for s, f in zip(times["score"], times["forward"])),
-                "min_ratio": min(times["score"]) / min(times["forward"]),
-                "peak_extra_bytes": peaks, "loadavg_1min": [load_before, os.getloadavg()[0]],
-            }
-            rows.append(row)
-            print(format_row(row, vxd_bytes), flush=True)
+    configs = [
+        (prompt_len, response_len, batch)
+        for prompt_len in (int(x) for x in args.prompt_lens.split(","))
+        for response_len in (int(x) for x in args.response_lengths.split(","))
+        for batch in (int(x) for x in args.batch_sizes.split(","))
+    ]
+    for prompt_len, response_len, batch in configs:
+        prompts, responses, source = make_inputs(args, tokenizer, vocab, batch, response_len, prompt_len)
+        runners = {m: make_runner(m, model, prompts, responses, args.device) for m in METHODS}
+        peaks = {}
+        for method in METHODS:  # memory first: also the config's warm-up
+            if args.memory == "off":
+                peaks[method] = None
+            elif args.memory == "rss":
+                peaks[method] = peak_extra_cpu_rss_subprocess({
+                    "folder": tmp.name, "dtype": args.dtype, "threads": args.threads,
+                    "method": method, "prompts": prompts, "responses": responses,
+                })
+            elif on_cuda:
+                peaks[method] = peak_extra_cuda(runners[method], args.device)
+            else:
+                peaks[method] = peak_extra_cpu_alloc(runners[method])
+        load_before = os.getloadavg()[0]
+        times = time_methods(runners, args.device, args.warmup, args.repeats)
+        med = {m: statistics.median(times[m]) for m in METHODS}
+        row = {
+            "batch": batch, "response_len": response_len, "prompt_len": prompt_len,
+            "prompt_lens": sorted({len(p) for p in prompts}),
+            "prompt_source": source,
+            "width": max(len(p) for p in prompts) + response_len,
+            "times_s": times, "median_s": med, "ratio": med["score"] / med["forward"],
+            "paired_ratio": statistics.median(s / f for s, f in zip(times["score"], times["forward"])),
+            "min_ratio": min(times["score"]) / min(times["forward"]),
+            "peak_extra_bytes": peaks, "loadavg_1min": [load_before, os.getloadavg()[0]],
+        }
+        rows.append(row)
+        print(format_row(row, vxd_bytes), flush=True)
     if tmp is not None:
         tmp.cleanup()
 
@@ -597,7 +610,7 @@ def _mb(value) -> str:
 
 def format_row(row, vxd_bytes) -> str:
     med, peaks = row["median_s"], row["peak_extra_bytes"]
-    return (f"B={row['batch']:2d} R={row['response_len']:4d} T={row['width']:4d}  forward {med['forward']*1e3:8.0f} ms  "
+    return (f"P={row.get('prompt_len', '?')} B={row['batch']:2d} R={row['response_len']:4d} T={row['width']:4d}  forward {med['forward']*1e3:8.0f} ms  "
             f"score {med['score']*1e3:8.0f} ms  ratio {row['ratio']:.2f} (paired {row['paired_ratio']:.2f}, mins {row['min_ratio']:.2f})  "
             f"peak extra MB: forward {_mb(peaks['forward'])} score {_mb(peaks['score'])} "
             f"(V x d: {_mb(vxd_bytes)})  load {row['loadavg_1min'][0]:.1f}-{row['loadavg_1min'][1]:.1f}")
@@ -605,9 +618,9 @@ def format_row(row, vxd_bytes) -> str:
 
 def markdown_table(rows, vxd_bytes) -> str:
     lines = [
-        "| B | R | T | forward ms | score ms | score/forward: medians, paired, mins | forward peak extra MB | score peak extra MB "
+        "| P | B | R | T | forward ms | score ms | score/forward: medians, paired, mins | forward peak extra MB | score peak extra MB "
         "| score - forward MB | score peak / (V x d) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         med, peaks = row["median_s"], row["peak_extra_bytes"]
@@ -615,7 +628,7 @@ def markdown_table(rows, vxd_bytes) -> str:
         diff = peaks["score"] - peaks["forward"] if have else None
         frac = f"{peaks['score'] / vxd_bytes:.2f}" if have else "n/a"
         lines.append(
-            f"| {row['batch']} | {row['response_len']} | {row['width']} | {med['forward']*1e3:.0f} | "
+            f"| {row.get('prompt_len', '?')} | {row['batch']} | {row['response_len']} | {row['width']} | {med['forward']*1e3:.0f} | "
             f"{med['score']*1e3:.0f} | {row['ratio']:.2f}, {row['paired_ratio']:.2f}, {row['min_ratio']:.2f} | {_mb(peaks['forward'])} | "
             f"{_mb(peaks['score'])} | {_mb(diff)} | {frac} |"
         )

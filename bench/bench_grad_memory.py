@@ -1,0 +1,130 @@
+#!/usr/bin/env python
+"""The grad pass next to the generation it follows: time and peak memory, in one process.
+
+What `semgrad-hf` does per generation batch, measured directly: greedy generation of SciQ answers
+(the `semgrad_sciq` prompt in the chat template, up to --max-new-tokens, stopping at EOS, as HFLM
+calls `generate`), then the grad pass on generation's own prompt KV cache, either within the
+default `semgrad_memory=generation` budget (rows per pass planned from the measured saved bytes per
+answer token and the batch's KV-cache size) or `unbounded` (one pass over the whole batch).
+
+Peak extra memory = peak CPU tensor bytes during the call minus what was allocated before it
+(torch.profiler memory events, as in bench_score.py); generation's peak includes the KV cache it
+returns. Each grad pass runs on a fresh generation (the pass crops and extends the cache).
+Times come from separate runs without the profiler.
+
+  python bench/bench_grad_memory.py --batch-sizes 8,16 --json bench/results_grad_memory.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_score import PROMPT_TEMPLATE, SCIQ, default_model, load_model, load_tokenizer, peak_extra_cpu_alloc  # noqa: E402
+
+
+def sciq_prompts(tokenizer, count: int, offset: int) -> list[list[int]]:
+    lines = SCIQ.read_text().splitlines()[offset : offset + count]
+    prompts = []
+    for line in lines:
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": PROMPT_TEMPLATE.format(question=json.loads(line)["query"])}],
+            add_generation_prompt=True, tokenize=False,
+        )
+        prompts.append(tokenizer(text, add_special_tokens=False).input_ids)
+    return prompts
+
+
+def main() -> None:
+    import torch
+    import transformers
+
+    from lm_eval_semgrad.harness.response_tokens import answer_token_ids
+    from lm_eval_semgrad.scoring import score_with_prefix_cache
+    from lm_eval_semgrad.scoring.memory import cache_bytes, rows_per_grad_pass, grad_pass_bytes_per_answer_token
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--batch-sizes", default="8,16")
+    parser.add_argument("--max-new-tokens", type=int, default=150)
+    parser.add_argument("--position", type=int, default=-1)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    folder, gguf_file = default_model()
+    model, tokenizer = load_model(folder, gguf_file, "cpu", "float32"), load_tokenizer(folder, gguf_file)
+    eos = {tokenizer.eos_token_id, *([model.generation_config.eos_token_id] if isinstance(
+        model.generation_config.eos_token_id, int) else model.generation_config.eos_token_id or [])}
+    per_token = grad_pass_bytes_per_answer_token(model, position=args.position)
+    print(f"# grad-pass bytes per answer token and row (saved activations + float32 logits): {per_token / 1024:.0f} KiB; load {os.getloadavg()[0]:.1f}", flush=True)
+
+    rows_out = []
+    for offset, batch_size in enumerate(int(b) for b in args.batch_sizes.split(",")):
+        prompts = sciq_prompts(tokenizer, batch_size, offset * 100)
+        width = max(map(len, prompts))
+        input_ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(p)) + p for p in prompts])
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+
+        def generate():
+            with torch.no_grad():
+                return model.generate(
+                    input_ids=input_ids, attention_mask=mask, max_new_tokens=args.max_new_tokens, do_sample=False,
+                    return_dict_in_generate=True, pad_token_id=tokenizer.pad_token_id, use_cache=True,
+                )
+
+        def answers_and_cache(output):
+            answers = [answer_token_ids(row[width:].tolist(), [], eos, tokenizer.decode) for row in output.sequences]
+            return answers, output.past_key_values
+
+        gen_peak = peak_extra_cpu_alloc(generate)
+        start = time.perf_counter()
+        output = generate()
+        gen_s = time.perf_counter() - start
+        answers, cache = answers_and_cache(output)
+        budget = cache_bytes(cache)
+        planned = rows_per_grad_pass(budget, per_token, max(map(len, answers)) + 1, batch_size)
+        row = {"batch": batch_size, "prompt_width": width, "answer_lens": [len(a) for a in answers],
+               "generate_s": gen_s, "generate_peak_extra_bytes": gen_peak, "kv_cache_bytes": budget,
+               "rows_per_pass_generation_budget": planned, "grad": {}}
+        del output, cache
+        for label, rows in (("generation", planned), ("unbounded", batch_size)):
+            answers, cache = answers_and_cache(generate())
+            peak = peak_extra_cpu_alloc(functools.partial(
+                score_with_prefix_cache, model, prompts, answers, cache, position=args.position, batch_size=rows
+            ))
+            answers, cache = answers_and_cache(generate())
+            start = time.perf_counter()
+            score_with_prefix_cache(model, prompts, answers, cache, position=args.position, batch_size=rows)
+            seconds = time.perf_counter() - start
+            row["grad"][label] = {"rows_per_pass": rows, "seconds": seconds, "peak_extra_bytes": peak,
+                                  "share_of_generate": seconds / gen_s}
+            del cache
+        row["loadavg_1min"] = os.getloadavg()[0]
+        rows_out.append(row)
+        g = row["grad"]
+        print(f"B={batch_size} P<={width} answers mean {sum(row['answer_lens']) / batch_size:.1f} max "
+              f"{max(row['answer_lens'])}: generate {gen_s:.2f} s, peak {gen_peak / 2**20:.0f} MiB "
+              f"(KV cache {budget / 2**20:.0f} MiB) | grad pass, generation budget ({planned} rows/pass): "
+              f"{g['generation']['seconds']:.2f} s ({100 * g['generation']['share_of_generate']:.0f}%), peak "
+              f"{g['generation']['peak_extra_bytes'] / 2**20:.0f} MiB | unbounded: {g['unbounded']['seconds']:.2f} s "
+              f"({100 * g['unbounded']['share_of_generate']:.0f}%), peak {g['unbounded']['peak_extra_bytes'] / 2**20:.0f} MiB",
+              flush=True)
+    if args.json:
+        meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": platform.platform(),
+                "cpu_count": os.cpu_count(), "threads": args.threads, "torch": torch.__version__,
+                "transformers": transformers.__version__, "model": f"{folder}/{gguf_file} (float32)",
+                "max_new_tokens": args.max_new_tokens, "position": args.position,
+                "grad_pass_bytes_per_answer_token": per_token}
+        Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows_out}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
