@@ -105,6 +105,22 @@ def sampling_baseline(model_args: str, limit: int, batch_size: int, samples: int
             "generated_tokens": generated_tokens}
 
 
+def sampling_in_child(model_args: str, args: argparse.Namespace) -> dict:
+    """The sampling baseline in its own process, so that its peak RSS compares with the lm_eval runs'."""
+    command = [
+        sys.executable, __file__, "--_sampling_child", "--model_args", model_args,
+        "--batch_size", str(args.batch_size), "--sampling-limit", str(args.sampling_limit),
+        "--sampling-samples", str(args.sampling_samples), "--sampling-max-new-tokens", str(args.sampling_max_new_tokens),
+    ]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
+    stdout = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"the sampling baseline failed: {' '.join(command)}")
+    return {**json.loads(stdout.strip().splitlines()[-1]), "peak_rss_mib": usage.ru_maxrss / 1024}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model_args", default=None, help="default: the embedded SmolLM2-135M-Instruct")
@@ -115,8 +131,13 @@ def main() -> None:
     parser.add_argument("--sampling-max-new-tokens", type=int, default=150)
     parser.add_argument("--no-reuse-run", action="store_true", help="also run semgrad-hf with semgrad_reuse_cache=false")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--_sampling_child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     model_args = args.model_args or smollm2_args()
+    if args._sampling_child:
+        print(json.dumps(sampling_baseline(model_args, args.sampling_limit, args.batch_size, args.sampling_samples,
+                                           args.sampling_max_new_tokens)))
+        return
 
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -127,10 +148,10 @@ def main() -> None:
             runs.append(run)
             print(f"{run['label']}: wall {run['wall_s']:.1f} s, lm-eval evaluation {run['eval_s']:.1f} s, "
                   f"peak RSS {run['peak_rss_mib']:.0f} MiB", flush=True)
-    sampling = sampling_baseline(model_args, args.sampling_limit, args.batch_size, args.sampling_samples,
-                                 args.sampling_max_new_tokens)
+    sampling = sampling_in_child(model_args, args)
     print(f"sampling baseline: {sampling['seconds_per_question']:.2f} s/question "
-          f"({sampling['samples_per_question']} samples, {sampling['questions']} questions)", flush=True)
+          f"({sampling['samples_per_question']} samples, {sampling['questions']} questions), "
+          f"peak RSS {sampling['peak_rss_mib']:.0f} MiB", flush=True)
     hf, semgrad = runs[0], runs[1]
     summary = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": platform.platform(),
