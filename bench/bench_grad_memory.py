@@ -4,7 +4,7 @@
 What `semgrad-hf` does per generation batch, measured directly: greedy generation of SciQ answers
 (the `semgrad_sciq` prompt in the chat template, up to --max-new-tokens, stopping at EOS, as HFLM
 calls `generate`), then the grad pass on generation's own prompt KV cache, either within the
-default `semgrad_memory=generation` budget (rows per pass planned from the measured saved bytes per
+default `semgrad_memory=generation` budget (suffix tokens per pass planned from the measured bytes per
 answer token and the batch's KV-cache size) or `unbounded` (one pass over the whole batch).
 
 Peak extra memory = peak CPU tensor bytes during the call minus what was allocated before it
@@ -48,7 +48,8 @@ def main() -> None:
 
     from lm_eval_semgrad.harness.response_tokens import answer_token_ids
     from lm_eval_semgrad.scoring import score_with_prefix_cache
-    from lm_eval_semgrad.scoring.memory import cache_bytes, rows_per_grad_pass, grad_pass_bytes_per_answer_token
+    from lm_eval_semgrad.scoring.batching import token_budget_groups
+    from lm_eval_semgrad.scoring.memory import cache_bytes, grad_pass_bytes_per_answer_token, tokens_per_grad_pass
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch-sizes", default="8,16")
@@ -90,21 +91,22 @@ def main() -> None:
         gen_s = time.perf_counter() - start
         answers, cache = answers_and_cache(output)
         budget = cache_bytes(cache)
-        planned = rows_per_grad_pass(budget, per_token, max(map(len, answers)) + 1, batch_size)
+        planned = tokens_per_grad_pass(budget, per_token)
+        passes = len(token_budget_groups([len(a) - args.position for a in answers], planned))
         row = {"batch": batch_size, "prompt_width": width, "answer_lens": [len(a) for a in answers],
                "generate_s": gen_s, "generate_peak_extra_bytes": gen_peak, "kv_cache_bytes": budget,
-               "rows_per_pass_generation_budget": planned, "grad": {}}
+               "max_tokens_generation_budget": planned, "passes_generation_budget": passes, "grad": {}}
         del output, cache
-        for label, rows in (("generation", planned), ("unbounded", batch_size)):
+        for label, max_tokens in (("generation", planned), ("unbounded", None)):
             answers, cache = answers_and_cache(generate())
             peak = peak_extra_cpu_alloc(functools.partial(
-                score_with_prefix_cache, model, prompts, answers, cache, position=args.position, batch_size=rows
+                score_with_prefix_cache, model, prompts, answers, cache, position=args.position, max_tokens=max_tokens
             ))
             answers, cache = answers_and_cache(generate())
             start = time.perf_counter()
-            score_with_prefix_cache(model, prompts, answers, cache, position=args.position, batch_size=rows)
+            score_with_prefix_cache(model, prompts, answers, cache, position=args.position, max_tokens=max_tokens)
             seconds = time.perf_counter() - start
-            row["grad"][label] = {"rows_per_pass": rows, "seconds": seconds, "peak_extra_bytes": peak,
+            row["grad"][label] = {"max_tokens": max_tokens, "seconds": seconds, "peak_extra_bytes": peak,
                                   "share_of_generate": seconds / gen_s}
             del cache
         row["loadavg_1min"] = os.getloadavg()[0]
@@ -112,7 +114,7 @@ def main() -> None:
         g = row["grad"]
         print(f"B={batch_size} P<={width} answers mean {sum(row['answer_lens']) / batch_size:.1f} max "
               f"{max(row['answer_lens'])}: generate {gen_s:.2f} s, peak {gen_peak / 2**20:.0f} MiB "
-              f"(KV cache {budget / 2**20:.0f} MiB) | grad pass, generation budget ({planned} rows/pass): "
+              f"(KV cache {budget / 2**20:.0f} MiB) | grad pass, generation budget ({planned} tokens/pass, {passes} passes): "
               f"{g['generation']['seconds']:.2f} s ({100 * g['generation']['share_of_generate']:.0f}%), peak "
               f"{g['generation']['peak_extra_bytes'] / 2**20:.0f} MiB | unbounded: {g['unbounded']['seconds']:.2f} s "
               f"({100 * g['unbounded']['share_of_generate']:.0f}%), peak {g['unbounded']['peak_extra_bytes'] / 2**20:.0f} MiB",

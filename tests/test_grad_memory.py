@@ -7,7 +7,8 @@ import torch
 
 from lm_eval_semgrad.scoring import score, score_with_prefix_cache
 from lm_eval_semgrad.scoring.cache_rows import select_cache_rows
-from lm_eval_semgrad.scoring.memory import cache_bytes, rows_per_grad_pass, saved_bytes_per_answer_token
+from lm_eval_semgrad.scoring.batching import token_budget_groups
+from lm_eval_semgrad.scoring.memory import cache_bytes, saved_bytes_per_answer_token, tokens_per_grad_pass
 from test_scoring_exact import assert_close
 from tiny_models import save_tiny_chat_model, tiny_llama, tiny_qwen3_tied
 
@@ -30,11 +31,13 @@ def _generate(model, prompts, new_tokens=6):
     return answers, getattr(out, "past_key_values", None) or getattr(out, "cache", None)
 
 
-@pytest.mark.parametrize("rows_per_pass", [1, 2, 3])
-def test_split_grad_passes_on_generation_cache_equal_fresh_scores(rows_per_pass):
+@pytest.mark.parametrize("max_tokens, passes", [(1, 4), (14, 3), (16, 2), (24, 2), (1000, 1)])
+def test_split_grad_passes_on_generation_cache_equal_fresh_scores(max_tokens, passes):
+    """Suffix widths are 8, 7, 6, 5 (answers of 6..3 tokens plus 2 columns from tau)."""
     model = tiny_llama()
     answers, cache = _generate(model, PROMPTS)
-    got = score_with_prefix_cache(model, PROMPTS, answers, cache, position=-2, batch_size=rows_per_pass)
+    assert len(token_budget_groups([len(a) + 2 for a in answers], max_tokens)) == passes
+    got = score_with_prefix_cache(model, PROMPTS, answers, cache, position=-2, max_tokens=max_tokens)
     fresh = score(model, PROMPTS, answers, position=-2, batch_size=1)
     for i in range(len(PROMPTS)):
         assert_close(got[i], fresh[i], i)
@@ -95,10 +98,23 @@ def test_saved_bytes_per_token_predict_what_a_batch_saves():
     assert large - small == pytest.approx(3 * 9 * per_token, rel=0.25)
 
 
-def test_rows_per_grad_pass_keeps_the_budget():
-    assert rows_per_grad_pass(budget_bytes=1000, bytes_per_token=10.0, answer_width=20, rows=16) == 5
-    assert rows_per_grad_pass(budget_bytes=10, bytes_per_token=10.0, answer_width=20, rows=16) == 1
-    assert rows_per_grad_pass(budget_bytes=10**9, bytes_per_token=10.0, answer_width=20, rows=16) == 16
+def test_token_budget_groups_keep_rows_times_width_within_the_budget():
+    widths = [8, 3, 7, 3, 12]
+    assert token_budget_groups(widths, None) == [[0, 1, 2, 3, 4]]
+    assert token_budget_groups(widths, 16) == [[4], [0, 2], [1, 3]]
+    assert token_budget_groups(widths, 5) == [[4], [0], [2], [1], [3]]  # too-wide rows: one pass each
+    assert token_budget_groups(widths, 60) == [[0, 1, 2, 3, 4]]
+    for budget in (1, 9, 15, 24, 40):
+        groups = token_budget_groups(widths, budget)
+        assert sorted(i for g in groups for i in g) == list(range(len(widths)))
+        assert all(len(g) == 1 or len(g) * max(widths[i] for i in g) <= budget for g in groups)
+
+
+def test_tokens_per_grad_pass():
+    assert tokens_per_grad_pass(budget_bytes=1000, bytes_per_token=10.0) == 100
+    assert tokens_per_grad_pass(budget_bytes=5, bytes_per_token=10.0) == 1
+    with pytest.raises(ValueError, match="bytes_per_token must be positive"):
+        tokens_per_grad_pass(budget_bytes=5, bytes_per_token=0.0)
 
 
 def test_semgrad_hf_splits_the_grad_pass_under_a_small_budget_with_unchanged_scores(tmp_path, monkeypatch):
@@ -110,7 +126,7 @@ def test_semgrad_hf_splits_the_grad_pass_under_a_small_budget_with_unchanged_sco
     original = harness_model.score_with_prefix_cache
     monkeypatch.setattr(
         harness_model, "score_with_prefix_cache",
-        lambda *a, **k: calls.append(k["batch_size"]) or original(*a, **k),
+        lambda *a, **k: calls.append(k["max_tokens"]) or original(*a, **k),
     )
 
     def pending_scores(**semgrad_args):
@@ -123,6 +139,6 @@ def test_semgrad_hf_splits_the_grad_pass_under_a_small_budget_with_unchanged_sco
 
     unbounded = pending_scores(semgrad_memory="unbounded")
     tight = pending_scores(semgrad_memory="0.00001")
-    assert calls == [len(PROMPTS), 1]
+    assert calls == [None, 1]
     for i, (a, b) in enumerate(zip(tight, unbounded)):
         assert_close(a, b, i)

@@ -14,7 +14,7 @@ from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 
 from ..scoring import score, score_with_prefix_cache
-from ..scoring.memory import cache_bytes, rows_per_grad_pass, grad_pass_bytes_per_answer_token
+from ..scoring.memory import cache_bytes, grad_pass_bytes_per_answer_token, tokens_per_grad_pass
 from . import evaluator_hooks
 from .chat_positions import resolve_position
 from .embedded_models import resolve_embedded_model
@@ -182,24 +182,24 @@ class SemGradHFLM(HFLM):
         """The grad pass on generation's own batch and prompt KV cache; None when that is not possible."""
         if not hasattr(cache, "crop") or not hasattr(cache, "get_seq_length"):
             return None
-        rows = self._rows_per_grad_pass(cache, answers)
-        if rows < len(answers) and not hasattr(cache, "batch_select_indices"):
-            return None
+        max_tokens = self._tokens_per_grad_pass(cache)
+        if max_tokens is not None and not hasattr(cache, "batch_select_indices"):
+            max_tokens = None  # this cache cannot be split by rows: one pass, as with semgrad_memory=unbounded
         try:
             return score_with_prefix_cache(
                 self.model, prompts, answers, cache, position=self.semgrad_position, layers=self.semgrad_layers,
-                batch_size=rows,
+                max_tokens=max_tokens,
             )
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
             logger.warning("semgrad-hf: out of memory scoring the whole generation batch; scoring in smaller batches")
             return None
 
-    def _rows_per_grad_pass(self, cache: Any, answers: list[list[int]]) -> int:
-        """Rows per grad pass within the `semgrad_memory` budget (all rows when 'unbounded')."""
+    def _tokens_per_grad_pass(self, cache: Any) -> int | None:
+        """Suffix tokens (rows x columns) per grad pass within the `semgrad_memory` budget; None: no limit."""
         budget = self.semgrad.memory
         if budget == "unbounded":
-            return len(answers)
+            return None
         if self._grad_pass_bytes_per_token is None:
             self._grad_pass_bytes_per_token = grad_pass_bytes_per_answer_token(
                 self.model, position=self.semgrad_position, layers=self.semgrad_layers
@@ -208,8 +208,7 @@ class SemGradHFLM(HFLM):
                 "semgrad-hf: the grad pass needs %.0f KiB per answer token and row", self._grad_pass_bytes_per_token / 1024
             )
         budget_bytes = cache_bytes(cache) if budget == "generation" else int(float(budget) * 2**20)
-        answer_width = max(len(answer) for answer in answers) + 1
-        return rows_per_grad_pass(budget_bytes, self._grad_pass_bytes_per_token, answer_width, len(answers))
+        return tokens_per_grad_pass(budget_bytes, self._grad_pass_bytes_per_token)
 
     def _score_with_backoff(self, prompts: list[list[int]], answers: list[list[int]]) -> list[dict[str, float]]:
         batch_size = self.semgrad_batch_size

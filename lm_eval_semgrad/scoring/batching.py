@@ -75,3 +75,20 @@ def build_batch(
         prompt_width=prompt_width,
         response_lengths=[len(r) for r in response_ids],
     )
+
+
+def token_budget_groups(widths: Sequence[int], max_tokens: int | None) -> list[list[int]]:
+    """Row indices in groups whose rows x (widest row) stays within `max_tokens` (None: one group).
+
+    Rows are taken widest first, so each group pads its rows to similar widths; a row wider than
+    the budget still forms a group of its own. Within a group, rows keep their original order.
+    """
+    if max_tokens is None:
+        return [list(range(len(widths)))]
+    groups: list[list[int]] = []
+    for row in sorted(range(len(widths)), key=lambda i: widths[i], reverse=True):
+        if groups and (len(groups[-1]) + 1) * widths[groups[-1][0]] <= max_tokens:
+            groups[-1].append(row)
+        else:
+            groups.append([row])
+    return [sorted(group) for group in groups]

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .batching import TeacherForcedBatch, build_batch
+from .batching import TeacherForcedBatch, build_batch, token_budget_groups
 from .cache_rows import select_cache_rows
 from .analytic_head import HeadGradients, analytic_head_gradients, logits_are_projection_output
 from .losses import response_losses
@@ -72,20 +72,20 @@ def score_with_prefix_cache(
     *,
     position: int = -1,
     layers: Sequence[int] | None = None,
-    batch_size: int | None = None,
+    max_tokens: int | None = None,
 ) -> list[dict[str, float]]:
     """score() for one batch whose prompt columns already sit in a KV cache, e.g. generation's own.
 
     The cache must come from these prompts left-padded to the longest one (as HF generation lays
     out a batch); it is cropped to the columns before tau and extended in place. The scores equal
     score()'s: the prefix is the same computation, done once for generation and scoring together.
-    `batch_size` (default: all rows) splits the rows into grad passes of at most that many rows,
-    grouped by answer length, each on its own rows of the cache: the memory of a grad pass grows
-    with rows x answer tokens.
+    The memory of a grad pass grows with rows x suffix columns (tau..end): `max_tokens` (default:
+    no limit, one pass) splits the rows, grouped by answer length, into passes of at most that many
+    suffix tokens (a single longer row still gets its own pass), each on its own rows of the cache.
     """
-    rows = len(prompt_ids)
-    batch_size = rows if batch_size is None else batch_size
-    validate_inputs(model, prompt_ids, response_ids, position, max(1, batch_size))
+    validate_inputs(model, prompt_ids, response_ids, position, 1)
+    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
+        raise ValueError(f"max_tokens must be a positive int or None, got {max_tokens!r}.")
     band = resolve_layers(len(decoder_layers(model)), layers)
     prompt_width = max(len(p) for p in prompt_ids)
     split = prompt_width + position
@@ -97,11 +97,11 @@ def score_with_prefix_cache(
         )
     if cached > split:
         prefix_cache.crop(split - cached)  # negative: drop that many columns (transformers 4.x and 5.x)
-    order = sorted(range(rows), key=lambda i: len(response_ids[i]), reverse=True)
+    rows = len(prompt_ids)
+    groups = token_budget_groups([len(r) - position for r in response_ids], max_tokens)
     results: list[dict[str, float] | None] = [None] * rows
     with _grad_pass(model):
-        for start in range(0, rows, batch_size):
-            group = order[start : start + batch_size] if batch_size < rows else list(range(rows))
+        for group in groups:
             batch = build_batch(
                 [prompt_ids[i] for i in group], [response_ids[i] for i in group], 0, model_device(model), prompt_width
             )

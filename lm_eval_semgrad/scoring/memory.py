@@ -71,12 +71,11 @@ def cache_bytes(cache: Any) -> int:
     return sum(seen.values())
 
 
-def rows_per_grad_pass(budget_bytes: int, bytes_per_token: float, answer_width: int, rows: int) -> int:
-    """How many rows one grad pass may hold so that its saved activations stay within the budget (>= 1)."""
-    per_row = bytes_per_token * answer_width
-    if per_row <= 0:
-        return rows
-    return max(1, min(rows, math.floor(budget_bytes / per_row)))
+def tokens_per_grad_pass(budget_bytes: int, bytes_per_token: float) -> int:
+    """How many suffix tokens (rows x columns) one grad pass may hold within the budget (>= 1)."""
+    if bytes_per_token <= 0:
+        raise ValueError(f"bytes_per_token must be positive, got {bytes_per_token}.")
+    return max(1, math.floor(budget_bytes / bytes_per_token))
 
 
 def _tensors(value: Any, depth: int) -> Iterable[torch.Tensor]:
