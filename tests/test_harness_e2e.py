@@ -84,7 +84,8 @@ def test_sample_log_has_scores_and_the_correctness_label_used(first_run):
     assert len(rows) == 8
     for row in rows:
         info = row["uncertainty"]
-        assert set(info["scores"]) >= {"semgrad", "hybridgrad", "exgrad", "g_nll", "mean_entropy", "max_prob_nll"}
+        # the default methods plus the free baselines; ExGrad only when semgrad_methods asks for it
+        assert set(info["scores"]) == {"semgrad", "hybridgrad", "g_nll", "mean_entropy", "max_prob_nll", "response_len"}
         assert info["correct"] == int(row["parity"] >= 0.5)
         assert info["correctness"] == "parity >= 0.5"
         assert info["position"] == -3  # ChatML assistant header, found from the chat template
@@ -107,7 +108,8 @@ def test_logged_scores_equal_score_on_the_same_token_ids(setup, first_run):
         decoded = tokenizer.decode(response_ids, skip_special_tokens=True)
         assert decoded.startswith(row["resps"][0][0])
         assert response_ids[-1] == tokenizer.eos_token_id or "\n\n" in decoded or len(response_ids) == 10
-        expected = score(model, [prompt_ids], [response_ids], position=-3)[0]
+        expected = score(model, [prompt_ids], [response_ids], position=-3, scores=tuple(info["scores"]))[0]
+        assert set(expected) == set(info["scores"])
         for key, value in expected.items():
             assert info["scores"][key] == pytest.approx(value, rel=1e-4, abs=1e-12), key
 
@@ -171,6 +173,7 @@ def test_correctness_override_and_method_choice(setup):
     for row in read_samples(output, "qa_parity"):
         assert row["uncertainty"]["correctness"] == "parity >= 0.75"
         assert row["uncertainty"]["correct"] == int(row["parity"] >= 0.75)
+        assert "exgrad" in row["uncertainty"]["scores"] and "hybridgrad" not in row["uncertainty"]["scores"]
 
 
 def test_scores_without_generation_cache_reuse_are_the_same(setup, first_run):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from lm_eval_semgrad.harness.chat_positions import chat_template_position
@@ -131,3 +133,18 @@ def test_calibration_file_sets_position_and_layers(tmp_path):
     assert (model.semgrad_position, model.semgrad_layers) == (-2, [1, 2])
     with pytest.raises(ValueError, match="without semgrad_position"):
         SemGradHFLM(pretrained=str(model_dir), device="cpu", semgrad_calibration=str(path), semgrad_position=-1)
+
+
+def test_output_projection_scores_are_computed_only_when_asked_for(tmp_path):
+    from lm_eval_semgrad.harness.model import SemGradHFLM
+    from lm_eval_semgrad.harness.task_hooks import UncertaintySample
+    from tiny_models import save_tiny_chat_model
+
+    model_dir = save_tiny_chat_model(tmp_path / "m")
+    default = SemGradHFLM(pretrained=str(model_dir), device="cpu", semgrad_position=-1)
+    assert default.computed_scores == ("semgrad", "hybridgrad", "g_nll", "mean_entropy", "max_prob_nll", "response_len")
+    with_exgrad = SemGradHFLM(pretrained=str(model_dir), device="cpu", semgrad_position=-1, semgrad_methods="exgrad")
+    assert with_exgrad.computed_scores == ("semgrad", "exgrad", "g_nll", "mean_entropy", "max_prob_nll", "response_len")
+    # a record cached by an earlier run without that method reads as missing, not as an error or zero
+    sample = UncertaintySample(record={"scores": {"semgrad": 0.5}}, correct=1, label="contains")
+    assert sample.score("semgrad") == 0.5 and math.isnan(sample.score("exgrad"))

@@ -179,3 +179,22 @@ def test_plain_logits_take_the_closed_form_path(monkeypatch):
 
     monkeypatch.setattr(core, "_autograd_head_gradients", lambda *a, **k: pytest.fail("autograd head used"))
     score(tiny_qwen3_tied(), [[1, 2, 3]], [[4, 5]], position=-1)
+
+
+def test_asking_for_fewer_scores_returns_exactly_those_with_the_same_values():
+    """Leaving out hybridgrad/exgrad skips their output-projection reductions, nothing else changes."""
+    model = tiny_llama()
+    prompts, responses = random_samples(seed=5, n=3)
+    full = score(model, prompts, responses, position=-2, batch_size=3)
+    for keys in (("semgrad", "g_nll"), ("exgrad",), ("hybridgrad", "mean_entropy")):
+        part = score(model, prompts, responses, position=-2, batch_size=3, scores=keys)
+        for i, row in enumerate(part):
+            assert set(row) == set(keys)
+            assert_close(row, {k: full[i][k] for k in keys}, i)
+
+
+@pytest.mark.parametrize("keys", [(), ("semgrad", "sar"), ["entropy"]])
+def test_unknown_or_no_scores_are_named(keys):
+    model = tiny_llama()
+    with pytest.raises(ValueError, match="scores must name some of semgrad, hybridgrad, exgrad"):
+        score(model, [[3, 4, 5]], [[6, 7]], scores=keys)

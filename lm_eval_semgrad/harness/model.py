@@ -13,7 +13,7 @@ from lm_eval.api.model import CacheHook
 from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 
-from ..scoring import score, score_with_prefix_cache
+from ..scoring import OUTPUT_PROJECTION_KEYS, SCORE_KEYS, score, score_with_prefix_cache
 from ..scoring.memory import cache_bytes, grad_pass_bytes_per_answer_token, tokens_per_grad_pass
 from . import evaluator_hooks
 from .chat_positions import resolve_position
@@ -92,6 +92,16 @@ class SemGradHFLM(HFLM):
         configured = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
         ids.update(configured if isinstance(configured, (list, tuple)) else [configured])
         return {i for i in ids if i is not None}
+
+    @property
+    def computed_scores(self) -> tuple[str, ...]:
+        """The asked-for methods plus every score that comes free with SemGrad (logged as baselines).
+
+        ExGrad and HybridGrad each cost a reduction over the output projection's V x d gradient,
+        so they are computed only when `semgrad_methods` names them.
+        """
+        methods = set(self.semgrad.methods)
+        return tuple(key for key in SCORE_KEYS if key in methods or key not in OUTPUT_PROJECTION_KEYS)
 
     @property
     def semgrad_batch_size(self) -> int:
@@ -188,7 +198,7 @@ class SemGradHFLM(HFLM):
         try:
             return score_with_prefix_cache(
                 self.model, prompts, answers, cache, position=self.semgrad_position, layers=self.semgrad_layers,
-                max_tokens=max_tokens,
+                max_tokens=max_tokens, scores=self.computed_scores,
             )
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
@@ -216,7 +226,7 @@ class SemGradHFLM(HFLM):
             try:
                 return score(
                     self.model, prompts, answers, position=self.semgrad_position,
-                    layers=self.semgrad_layers, batch_size=batch_size,
+                    layers=self.semgrad_layers, batch_size=batch_size, scores=self.computed_scores,
                 )
             except torch.cuda.OutOfMemoryError:
                 if batch_size == 1:

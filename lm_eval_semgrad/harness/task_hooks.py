@@ -38,7 +38,8 @@ class UncertaintySample:
     label: str
 
     def score(self, method: str) -> float:
-        return math.nan if self.record is None else float(self.record["scores"][method])
+        """NaN (missing) when unscored, or when a cached record (--use_cache) predates this method."""
+        return math.nan if self.record is None else float(self.record["scores"].get(method, math.nan))
 
 
 def metric_key(method: str, metric: str) -> str:

@@ -34,8 +34,8 @@ class HeadGradients:
     token_entropy: torch.Tensor  # (B, K), zero where `valid` is False
     valid: torch.Tensor  # (B, K)
     hidden_grad: torch.Tensor  # (B, K, d): dL_w/dh at the projection's input, float32
-    exgrad: torch.Tensor  # (B,): mean |dL_ce/dW_out|
-    weighted_exgrad: torch.Tensor  # (B,): mean |dL_w/dW_out|
+    exgrad: torch.Tensor | None  # (B,): mean |dL_ce/dW_out|; None when not asked for
+    weighted_exgrad: torch.Tensor | None  # (B,): mean |dL_w/dW_out| (G_w); None when not asked for
 
 
 def logits_are_projection_output(logits: torch.Tensor, projection_output: torch.Tensor) -> bool:
@@ -47,9 +47,14 @@ def logits_are_projection_output(logits: torch.Tensor, projection_output: torch.
 
 @torch.no_grad()
 def analytic_head_gradients(
-    logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor, weight: torch.Tensor, hidden: torch.Tensor
+    logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor, weight: torch.Tensor, hidden: torch.Tensor,
+    *, exgrad: bool = True, weighted_exgrad: bool = True,
 ) -> HeadGradients:
-    """Closed-form gradients for logits (B, K, V) = hidden (B, K, d) @ weight (V, d)^T."""
+    """Closed-form gradients for logits (B, K, V) = hidden (B, K, d) @ weight (V, d)^T.
+
+    `exgrad` / `weighted_exgrad` ask for mean |dL_ce/dW_out| and mean |dL_w/dW_out|: each costs a
+    (B, V, d) reduction, as much arithmetic as the logits themselves, so callers skip unused ones.
+    """
     batch, columns, vocab = logits.shape
     width = hidden.shape[-1]
     lengths = valid.sum(-1).clamp(min=1).float()
@@ -63,8 +68,8 @@ def analytic_head_gradients(
     ce_hidden = hidden.float() * ce_scale[..., None]
     w_hidden = hidden.float() * w_scale[..., None]
     unscaled_hidden_grad = torch.zeros(batch, columns, width, dtype=torch.float32, device=logits.device)
-    exgrad = torch.zeros(batch, dtype=torch.float64, device=logits.device)
-    weighted_exgrad = torch.zeros_like(exgrad)
+    ce_total = torch.zeros(batch, dtype=torch.float64, device=logits.device) if exgrad else None
+    w_total = torch.zeros(batch, dtype=torch.float64, device=logits.device) if weighted_exgrad else None
     rows = vocabulary_chunk(logits.device, batch, vocab, width)
     chunk = max(1, min(logit_chunk_elements(logits.device) // (batch * columns), rows))
     # one reused buffer for the (B, chunk, d) gradient blocks: fresh multi-MB allocations each chunk
@@ -79,12 +84,15 @@ def analytic_head_gradients(
         unscaled_hidden_grad += residual @ weight[start:stop].float()
         block = block_buffer[: batch * (stop - start) * width].view(batch, stop - start, width)
         residual_t = residual.transpose(1, 2)
-        exgrad += torch.bmm(residual_t, ce_hidden, out=block).abs_().sum(dim=(1, 2)).double()
-        weighted_exgrad += torch.bmm(residual_t, w_hidden, out=block).abs_().sum(dim=(1, 2)).double()
+        if ce_total is not None:
+            ce_total += torch.bmm(residual_t, ce_hidden, out=block).abs_().sum(dim=(1, 2)).double()
+        if w_total is not None:
+            w_total += torch.bmm(residual_t, w_hidden, out=block).abs_().sum(dim=(1, 2)).double()
     hidden_grad = unscaled_hidden_grad * w_scale[..., None]
     return HeadGradients(
         token_nll=token_nll, token_entropy=token_entropy, valid=valid, hidden_grad=hidden_grad,
-        exgrad=exgrad / (vocab * width), weighted_exgrad=weighted_exgrad / (vocab * width),
+        exgrad=None if ce_total is None else ce_total / (vocab * width),
+        weighted_exgrad=None if w_total is None else w_total / (vocab * width),
     )
 
 

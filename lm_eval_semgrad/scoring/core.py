@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +29,8 @@ from .output_gradient import mean_abs_output_weight_grads
 from .validation import validate_inputs
 
 SCORE_KEYS = ("semgrad", "hybridgrad", "exgrad", "g_nll", "mean_entropy", "max_prob_nll", "response_len")
+#: Scores that each need one more (B, V, d) reduction over the output projection's gradient.
+OUTPUT_PROJECTION_KEYS = ("hybridgrad", "exgrad")
 
 
 def score(
@@ -39,16 +41,19 @@ def score(
     position: int = -1,
     layers: Sequence[int] | None = None,
     batch_size: int = 8,
+    scores: Collection[str] = SCORE_KEYS,
 ) -> list[dict[str, float]]:
     """Uncertainty scores of each (prompt, response) pair; higher = less confident.
 
     `position` is the semantic position tau counted from the prompt end (-1 = last prompt token);
     `layers` are indices into `output_hidden_states` (None = the upper half, final output excluded).
-    Each response should include the token that ended generation. Returns, per sample, `semgrad`,
-    `hybridgrad`, `exgrad`, `g_nll`, `mean_entropy`, `max_prob_nll` and `response_len`; see
-    SEMGRAD.md for the definitions. Works under `torch.no_grad()`/`inference_mode()` callers.
+    Each response should include the token that ended generation. Returns, per sample, the
+    `scores` asked for (default all: `semgrad`, `hybridgrad`, `exgrad`, `g_nll`, `mean_entropy`,
+    `max_prob_nll`, `response_len`; see SEMGRAD.md); leaving out `hybridgrad` and `exgrad` saves
+    their output-projection reductions. Works under `torch.no_grad()`/`inference_mode()` callers.
     """
     validate_inputs(model, prompt_ids, response_ids, position, batch_size)
+    keys = _checked_score_keys(scores)
     band = resolve_layers(len(decoder_layers(model)), layers)
     # similar prompt and response lengths share a batch: less padding on both sides
     order = sorted(range(len(prompt_ids)), key=lambda i: (len(prompt_ids[i]), len(response_ids[i])), reverse=True)
@@ -59,8 +64,8 @@ def score(
             batch = build_batch(
                 [prompt_ids[i] for i in chunk], [response_ids[i] for i in chunk], 0, model_device(model)
             )
-            for index, scores in zip(chunk, score_batch(model, batch, position, band)):
-                results[index] = _checked(index, scores)
+            for index, row in zip(chunk, score_batch(model, batch, position, band, scores=keys)):
+                results[index] = _checked(index, row)
     return results  # type: ignore[return-value]
 
 
@@ -73,6 +78,7 @@ def score_with_prefix_cache(
     position: int = -1,
     layers: Sequence[int] | None = None,
     max_tokens: int | None = None,
+    scores: Collection[str] = SCORE_KEYS,
 ) -> list[dict[str, float]]:
     """score() for one batch whose prompt columns already sit in a KV cache, e.g. generation's own.
 
@@ -82,8 +88,10 @@ def score_with_prefix_cache(
     The memory of a grad pass grows with rows x suffix columns (tau..end): `max_tokens` (default:
     no limit, one pass) splits the rows, grouped by answer length, into passes of at most that many
     suffix tokens (a single longer row still gets its own pass), each on its own rows of the cache.
+    `scores` as in score().
     """
     validate_inputs(model, prompt_ids, response_ids, position, 1)
+    keys = _checked_score_keys(scores)
     if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
         raise ValueError(f"max_tokens must be a positive int or None, got {max_tokens!r}.")
     band = resolve_layers(len(decoder_layers(model)), layers)
@@ -106,8 +114,8 @@ def score_with_prefix_cache(
                 [prompt_ids[i] for i in group], [response_ids[i] for i in group], 0, model_device(model), prompt_width
             )
             cache = None if split == 0 else prefix_cache if len(group) == rows else select_cache_rows(prefix_cache, group)
-            for index, scores in zip(group, score_batch(model, batch, position, band, cache)):
-                results[index] = _checked(index, scores)
+            for index, row in zip(group, score_batch(model, batch, position, band, cache, scores=keys)):
+                results[index] = _checked(index, row)
     return results  # type: ignore[return-value]
 
 
@@ -116,6 +124,15 @@ def _grad_pass(model: nn.Module) -> Iterator[None]:
     """Gradients on (also inside a caller's no_grad/inference_mode), parameters frozen, eval mode."""
     with torch.inference_mode(False), torch.enable_grad(), frozen_for_scoring(model):
         yield
+
+
+def _checked_score_keys(scores: Collection[str]) -> tuple[str, ...]:
+    if isinstance(scores, str):
+        scores = [scores]
+    unknown = sorted(set(scores) - set(SCORE_KEYS))
+    if unknown or not scores:
+        raise ValueError(f"scores must name some of {', '.join(SCORE_KEYS)}; got {sorted(scores)}.")
+    return tuple(key for key in SCORE_KEYS if key in scores)
 
 
 def _checked(index: int, scores: dict[str, float]) -> dict[str, float]:
@@ -142,6 +159,8 @@ def score_batch(
     position: int,
     band: list[int],
     prefix_cache: Any | None = None,
+    *,
+    scores: Sequence[str] = SCORE_KEYS,
 ) -> list[dict[str, float]]:
     """Scores of one prompt-aligned batch: a no-grad prefix, then a grad pass over the suffix only.
 
@@ -164,16 +183,21 @@ def score_batch(
     head_input = capture.head_input[:, -keep:-1]
     if logits_are_projection_output(logits, capture.head_output):
         weight = output_projection(model).weight
-        head = analytic_head_gradients(logits[:, -keep:-1], targets, valid, weight, head_input.detach())
+        head = analytic_head_gradients(
+            logits[:, -keep:-1], targets, valid, weight, head_input.detach(),
+            exgrad="exgrad" in scores, weighted_exgrad="hybridgrad" in scores,
+        )
         band_grads = torch.autograd.grad(head_input, band_tensors, grad_outputs=head.hidden_grad.to(head_input.dtype))
     else:
-        head, band_grads = _autograd_head_gradients(logits[:, -keep:-1], targets, valid, capture, band_tensors, keep)
-    return _per_sample_scores(batch, head, band_grads)
+        head, band_grads = _autograd_head_gradients(
+            logits[:, -keep:-1], targets, valid, capture, band_tensors, keep, scores
+        )
+    return _per_sample_scores(batch, head, band_grads, scores)
 
 
 def _autograd_head_gradients(
     logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor, capture: _Capture,
-    band_tensors: list[torch.Tensor], keep: int,
+    band_tensors: list[torch.Tensor], keep: int, scores: Sequence[str],
 ) -> tuple[HeadGradients, Sequence[torch.Tensor]]:
     """For models that transform logits after the projection: differentiate through that transformation."""
     losses = response_losses(logits, targets, valid)
@@ -184,8 +208,8 @@ def _autograd_head_gradients(
     head = HeadGradients(
         token_nll=losses.token_nll.detach(), token_entropy=losses.token_entropy, valid=valid,
         hidden_grad=torch.empty(0),
-        exgrad=mean_abs_output_weight_grads(ce_grads[:, -keep:-1], hidden),
-        weighted_exgrad=mean_abs_output_weight_grads(w_grads[:, -keep:-1], hidden),
+        exgrad=mean_abs_output_weight_grads(ce_grads[:, -keep:-1], hidden) if "exgrad" in scores else None,
+        weighted_exgrad=mean_abs_output_weight_grads(w_grads[:, -keep:-1], hidden) if "hybridgrad" in scores else None,
     )
     return head, band_grads
 
@@ -252,23 +276,25 @@ def _suffix_forward_with_capture(
 
 
 def _per_sample_scores(
-    batch: TeacherForcedBatch, head: HeadGradients, band_grads: Sequence[torch.Tensor]
+    batch: TeacherForcedBatch, head: HeadGradients, band_grads: Sequence[torch.Tensor], scores: Sequence[str]
 ) -> list[dict[str, float]]:
-    """All scores of the batch as tensors first, then one transfer to Python floats."""
+    """The asked-for scores of the batch as tensors first, then one transfer to Python floats."""
     # tau is the first column of the suffix pass for every row
     at_tau = torch.stack([g[:, 0].float().to(band_grads[0].device) for g in band_grads])  # (layers, B, d)
     semgrad = at_tau.abs().mean(dim=(0, 2)).double().cpu()
     lengths = head.valid.sum(-1)
     mean_entropy = (head.token_entropy.sum(-1) / lengths).double().cpu()
-    alpha = torch.exp(-mean_entropy)
     columns = {
         "semgrad": semgrad,
-        "hybridgrad": alpha * head.weighted_exgrad.cpu() + (1 - alpha) * semgrad,
-        "exgrad": head.exgrad,
         "g_nll": head.token_nll.sum(-1),
         "mean_entropy": mean_entropy,
         "max_prob_nll": head.token_nll.masked_fill(~head.valid, float("-inf")).max(-1).values,
         "response_len": lengths,
     }
-    values = {key: column.double().cpu().tolist() for key, column in columns.items()}
-    return [{key: float(values[key][row]) for key in SCORE_KEYS} for row in range(len(batch.response_lengths))]
+    if head.weighted_exgrad is not None:
+        alpha = torch.exp(-mean_entropy)
+        columns["hybridgrad"] = alpha * head.weighted_exgrad.cpu() + (1 - alpha) * semgrad
+    if head.exgrad is not None:
+        columns["exgrad"] = head.exgrad
+    values = {key: columns[key].double().cpu().tolist() for key in scores}
+    return [{key: float(values[key][row]) for key in scores} for row in range(len(batch.response_lengths))]
