@@ -4,8 +4,8 @@
 What `semgrad-hf` does per generation batch, measured directly: greedy generation of SciQ answers
 (the `semgrad_sciq` prompt in the chat template, up to --max-new-tokens, stopping at EOS, as HFLM
 calls `generate`), then the grad pass on generation's own prompt KV cache, either within the
-default `semgrad_memory=generation` budget (suffix tokens per pass planned from the measured bytes per
-answer token and the batch's KV-cache size) or `unbounded` (one pass over the whole batch).
+default `semgrad_memory=generation` budget (rows per pass planned from the grad pass's measured memory
+per answer and prompt token and the batch's KV-cache size) or `unbounded` (one pass over the whole batch).
 
 Peak extra memory = peak CPU tensor bytes during the call minus what was allocated before it
 (torch.profiler memory events, as in bench_score.py); generation's peak includes the KV cache it
@@ -47,9 +47,9 @@ def main() -> None:
     import transformers
 
     from lm_eval_semgrad.harness.response_tokens import answer_token_ids
+    from lm_eval_semgrad.harness.settings import DEFAULT_METHODS, computed_scores
     from lm_eval_semgrad.scoring import score_with_prefix_cache
-    from lm_eval_semgrad.scoring.batching import token_budget_groups
-    from lm_eval_semgrad.scoring.memory import cache_bytes, grad_pass_bytes_per_answer_token, tokens_per_grad_pass
+    from lm_eval_semgrad.scoring.memory import cache_bytes, grad_pass_memory
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch-sizes", default="8,16")
@@ -59,13 +59,16 @@ def main() -> None:
     parser.add_argument("--json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    scores = computed_scores(DEFAULT_METHODS)  # what semgrad-hf computes by default
 
     folder, gguf_file = default_model()
     model, tokenizer = load_model(folder, gguf_file, "cpu", "float32"), load_tokenizer(folder, gguf_file)
     eos = {tokenizer.eos_token_id, *([model.generation_config.eos_token_id] if isinstance(
         model.generation_config.eos_token_id, int) else model.generation_config.eos_token_id or [])}
-    per_token = grad_pass_bytes_per_answer_token(model, position=args.position)
-    print(f"# grad-pass bytes per answer token and row (saved activations + float32 logits): {per_token / 1024:.0f} KiB; load {os.getloadavg()[0]:.1f}", flush=True)
+    memory = grad_pass_memory(model, position=args.position)
+    print(f"# grad pass: {memory.per_token / 1024:.0f} KiB per answer token and {memory.per_prompt_token / 1024:.0f} "
+          f"KiB per prompt token of a row, + {memory.fixed / 2**20:.1f} MiB ({memory.source}); "
+          f"load {os.getloadavg()[0]:.1f}", flush=True)
 
     rows_out = []
     for offset, batch_size in enumerate(int(b) for b in args.batch_sizes.split(",")):
@@ -91,22 +94,21 @@ def main() -> None:
         gen_s = time.perf_counter() - start
         answers, cache = answers_and_cache(output)
         budget = cache_bytes(cache)
-        planned = tokens_per_grad_pass(budget, per_token)
-        passes = len(token_budget_groups([len(a) - args.position for a in answers], planned))
+        passes = len(memory.row_groups([len(a) - args.position for a in answers], width, budget))
         row = {"batch": batch_size, "prompt_width": width, "answer_lens": [len(a) for a in answers],
                "generate_s": gen_s, "generate_peak_extra_bytes": gen_peak, "kv_cache_bytes": budget,
-               "max_tokens_generation_budget": planned, "passes_generation_budget": passes, "grad": {}}
+               "passes_generation_budget": passes, "grad": {}}
         del output, cache
-        for label, max_tokens in (("generation", planned), ("unbounded", None)):
+        for label, memory_budget in (("generation", (memory, budget)), ("unbounded", None)):
             answers, cache = answers_and_cache(generate())
             peak = peak_extra_cpu_alloc(functools.partial(
-                score_with_prefix_cache, model, prompts, answers, cache, position=args.position, max_tokens=max_tokens
+                score_with_prefix_cache, model, prompts, answers, cache, position=args.position, memory_budget=memory_budget, scores=scores
             ))
             answers, cache = answers_and_cache(generate())
             start = time.perf_counter()
-            score_with_prefix_cache(model, prompts, answers, cache, position=args.position, max_tokens=max_tokens)
+            score_with_prefix_cache(model, prompts, answers, cache, position=args.position, memory_budget=memory_budget, scores=scores)
             seconds = time.perf_counter() - start
-            row["grad"][label] = {"max_tokens": max_tokens, "seconds": seconds, "peak_extra_bytes": peak,
+            row["grad"][label] = {"seconds": seconds, "peak_extra_bytes": peak,
                                   "share_of_generate": seconds / gen_s}
             del cache
         row["loadavg_1min"] = os.getloadavg()[0]
@@ -114,7 +116,7 @@ def main() -> None:
         g = row["grad"]
         print(f"B={batch_size} P<={width} answers mean {sum(row['answer_lens']) / batch_size:.1f} max "
               f"{max(row['answer_lens'])}: generate {gen_s:.2f} s, peak {gen_peak / 2**20:.0f} MiB "
-              f"(KV cache {budget / 2**20:.0f} MiB) | grad pass, generation budget ({planned} tokens/pass, {passes} passes): "
+              f"(KV cache {budget / 2**20:.0f} MiB) | grad pass, generation budget ({passes} passes): "
               f"{g['generation']['seconds']:.2f} s ({100 * g['generation']['share_of_generate']:.0f}%), peak "
               f"{g['generation']['peak_extra_bytes'] / 2**20:.0f} MiB | unbounded: {g['unbounded']['seconds']:.2f} s "
               f"({100 * g['unbounded']['share_of_generate']:.0f}%), peak {g['unbounded']['peak_extra_bytes'] / 2**20:.0f} MiB",
@@ -123,8 +125,10 @@ def main() -> None:
         meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": platform.platform(),
                 "cpu_count": os.cpu_count(), "threads": args.threads, "torch": torch.__version__,
                 "transformers": transformers.__version__, "model": f"{folder}/{gguf_file} (float32)",
-                "max_new_tokens": args.max_new_tokens, "position": args.position,
-                "grad_pass_bytes_per_answer_token": per_token}
+                "max_new_tokens": args.max_new_tokens, "position": args.position, "scores": scores,
+                "grad_pass_bytes_per_answer_token": memory.per_token,
+                "grad_pass_bytes_per_prompt_token": memory.per_prompt_token, "grad_pass_fixed_bytes": memory.fixed,
+                "grad_pass_memory_source": memory.source}
         Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows_out}, indent=1) + "\n")
 
 

@@ -8,7 +8,7 @@ import torch
 from lm_eval_semgrad.scoring import score, score_with_prefix_cache
 from lm_eval_semgrad.scoring.cache_rows import select_cache_rows
 from lm_eval_semgrad.scoring.batching import token_budget_groups
-from lm_eval_semgrad.scoring.memory import cache_bytes, saved_bytes_per_answer_token, tokens_per_grad_pass
+from lm_eval_semgrad.scoring.memory import GradPassMemory, cache_bytes, grad_pass_memory, saved_bytes_per_answer_token
 from test_scoring_exact import assert_close
 from tiny_models import save_tiny_chat_model, tiny_llama, tiny_qwen3_tied
 
@@ -31,13 +31,14 @@ def _generate(model, prompts, new_tokens=6):
     return answers, getattr(out, "past_key_values", None) or getattr(out, "cache", None)
 
 
-@pytest.mark.parametrize("max_tokens, passes", [(1, 4), (14, 3), (16, 2), (24, 2), (1000, 1)])
-def test_split_grad_passes_on_generation_cache_equal_fresh_scores(max_tokens, passes):
+@pytest.mark.parametrize("budget, passes", [(1, 4), (14, 3), (16, 2), (24, 2), (1000, 1)])
+def test_split_grad_passes_on_generation_cache_equal_fresh_scores(budget, passes):
     """Suffix widths are 8, 7, 6, 5 (answers of 6..3 tokens plus 2 columns from tau)."""
     model = tiny_llama()
     answers, cache = _generate(model, PROMPTS)
-    assert len(token_budget_groups([len(a) + 2 for a in answers], max_tokens)) == passes
-    got = score_with_prefix_cache(model, PROMPTS, answers, cache, position=-2, max_tokens=max_tokens)
+    memory = GradPassMemory(per_token=1.0, per_prompt_token=0.0, fixed=0.0, source="test: bytes = tokens")
+    assert len(memory.row_groups([len(a) + 2 for a in answers], 7, budget)) == passes
+    got = score_with_prefix_cache(model, PROMPTS, answers, cache, position=-2, memory_budget=(memory, budget))
     fresh = score(model, PROMPTS, answers, position=-2, batch_size=1)
     for i in range(len(PROMPTS)):
         assert_close(got[i], fresh[i], i)
@@ -110,11 +111,27 @@ def test_token_budget_groups_keep_rows_times_width_within_the_budget():
         assert all(len(g) == 1 or len(g) * max(widths[i] for i in g) <= budget for g in groups)
 
 
-def test_tokens_per_grad_pass():
-    assert tokens_per_grad_pass(budget_bytes=1000, bytes_per_token=10.0) == 100
-    assert tokens_per_grad_pass(budget_bytes=5, bytes_per_token=10.0) == 1
-    with pytest.raises(ValueError, match="bytes_per_token must be positive"):
-        tokens_per_grad_pass(budget_bytes=5, bytes_per_token=0.0)
+def test_row_groups_count_answer_and_prompt_columns_against_the_budget():
+    memory = GradPassMemory(per_token=10.0, per_prompt_token=5.0, fixed=100.0, source="test")
+    # a row costs 10 x width + 5 x 4 prompt columns = 10 x (width + 2); a pass holds rows x its widest row
+    assert memory.row_groups([8, 8, 8, 3], 4, 300) == [[0, 1], [2, 3]]  # (300 - 100) / 10 = 20 = 2 x 10
+    assert memory.row_groups([8, 8, 8, 3], 4, 299) == [[0], [1], [2], [3]]  # 19.9 < 2 x 10: no pairs fit
+    assert memory.row_groups([8, 8, 8, 3], 4, 100) == [[0], [1], [2], [3]]  # one row per pass at least
+    assert memory.row_groups([8, 8, 8, 3], 4, 10**6) == [[0, 1, 2, 3]]
+
+
+def test_measured_grad_pass_memory_predicts_the_peak_of_a_multi_row_pass():
+    """fixed + rows x (per_token x width + per_prompt_token x prompt), from small probes, bounds a bigger pass."""
+    from lm_eval_semgrad.scoring.memory import _allocator_peak
+
+    model = tiny_llama()
+    memory = grad_pass_memory(model, position=-1)
+    assert memory.source == "allocator peak on cpu" and memory.per_token > 0 and memory.per_prompt_token > 0
+    prompts = [[5, 6, 7, 8, 9] * 4] * 3
+    answers = [[10 + i for i in range(30)]] * 3
+    peak = _allocator_peak(torch.device("cpu"), lambda: score(model, prompts, answers, position=-1, batch_size=3))
+    predicted = memory.fixed + 3 * (memory.per_token * 31 + memory.per_prompt_token * 20)
+    assert 0.6 * predicted < peak <= 1.2 * predicted
 
 
 def test_semgrad_hf_splits_the_grad_pass_under_a_small_budget_with_unchanged_scores(tmp_path, monkeypatch):
@@ -126,7 +143,7 @@ def test_semgrad_hf_splits_the_grad_pass_under_a_small_budget_with_unchanged_sco
     original = harness_model.score_with_prefix_cache
     monkeypatch.setattr(
         harness_model, "score_with_prefix_cache",
-        lambda *a, **k: calls.append(k["max_tokens"]) or original(*a, **k),
+        lambda *a, **k: calls.append(k["memory_budget"]) or original(*a, **k),
     )
 
     def pending_scores(**semgrad_args):
@@ -139,6 +156,6 @@ def test_semgrad_hf_splits_the_grad_pass_under_a_small_budget_with_unchanged_sco
 
     unbounded = pending_scores(semgrad_memory="unbounded")
     tight = pending_scores(semgrad_memory="0.00001")
-    assert calls == [None, 1]
+    assert calls[0] is None and calls[1][1] == pytest.approx(0.00001 * 2**20)
     for i, (a, b) in enumerate(zip(tight, unbounded)):
         assert_close(a, b, i)

@@ -13,14 +13,14 @@ from lm_eval.api.model import CacheHook
 from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 
-from ..scoring import OUTPUT_PROJECTION_KEYS, SCORE_KEYS, score, score_with_prefix_cache
-from ..scoring.memory import cache_bytes, grad_pass_bytes_per_answer_token, tokens_per_grad_pass
+from ..scoring import score, score_with_prefix_cache
+from ..scoring.memory import GradPassMemory, cache_bytes, grad_pass_memory
 from . import evaluator_hooks
 from .chat_positions import resolve_position
 from .embedded_models import resolve_embedded_model
 from .response_tokens import answer_token_ids
 from .score_store import Record, ScoreStore
-from .settings import SemGradSettings, pop_settings
+from .settings import SemGradSettings, computed_scores, pop_settings
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class SemGradHFLM(HFLM):
         self.score_store = ScoreStore()
         self._pending: deque[Record | None] = deque()
         self._checked_prompt_format = False
-        self._grad_pass_bytes_per_token: float | None = None
+        self._grad_pass_memory: GradPassMemory | None = None
         pretrained = resolve_embedded_model(pretrained, kwargs)
         super().__init__(pretrained, **kwargs)
         self._split_data_across_cpu_processes()
@@ -95,13 +95,7 @@ class SemGradHFLM(HFLM):
 
     @property
     def computed_scores(self) -> tuple[str, ...]:
-        """The asked-for methods plus every score that comes free with SemGrad (logged as baselines).
-
-        ExGrad and HybridGrad each cost a reduction over the output projection's V x d gradient,
-        so they are computed only when `semgrad_methods` names them.
-        """
-        methods = set(self.semgrad.methods)
-        return tuple(key for key in SCORE_KEYS if key in methods or key not in OUTPUT_PROJECTION_KEYS)
+        return computed_scores(self.semgrad.methods)
 
     @property
     def semgrad_batch_size(self) -> int:
@@ -192,33 +186,35 @@ class SemGradHFLM(HFLM):
         """The grad pass on generation's own batch and prompt KV cache; None when that is not possible."""
         if not hasattr(cache, "crop") or not hasattr(cache, "get_seq_length"):
             return None
-        max_tokens = self._tokens_per_grad_pass(cache)
-        if max_tokens is not None and not hasattr(cache, "batch_select_indices"):
-            max_tokens = None  # this cache cannot be split by rows: one pass, as with semgrad_memory=unbounded
+        memory_budget = self._memory_budget(cache)
+        if memory_budget is not None and not hasattr(cache, "batch_select_indices"):
+            memory_budget = None  # this cache cannot be split by rows: one pass, as with semgrad_memory=unbounded
         try:
             return score_with_prefix_cache(
                 self.model, prompts, answers, cache, position=self.semgrad_position, layers=self.semgrad_layers,
-                max_tokens=max_tokens, scores=self.computed_scores,
+                memory_budget=memory_budget, scores=self.computed_scores,
             )
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
             logger.warning("semgrad-hf: out of memory scoring the whole generation batch; scoring in smaller batches")
             return None
 
-    def _tokens_per_grad_pass(self, cache: Any) -> int | None:
-        """Suffix tokens (rows x columns) per grad pass within the `semgrad_memory` budget; None: no limit."""
+    def _memory_budget(self, cache: Any) -> tuple[GradPassMemory, float] | None:
+        """The model's measured grad-pass memory and the `semgrad_memory` budget; None: no limit."""
         budget = self.semgrad.memory
         if budget == "unbounded":
             return None
-        if self._grad_pass_bytes_per_token is None:
-            self._grad_pass_bytes_per_token = grad_pass_bytes_per_answer_token(
+        if self._grad_pass_memory is None:
+            self._grad_pass_memory = grad_pass_memory(
                 self.model, position=self.semgrad_position, layers=self.semgrad_layers
             )
+            memory = self._grad_pass_memory
             logger.info(
-                "semgrad-hf: the grad pass needs %.0f KiB per answer token and row", self._grad_pass_bytes_per_token / 1024
+                "semgrad-hf: a grad pass needs %.0f KiB per answer token and %.0f KiB per prompt token of a row, "
+                "plus %.1f MiB (%s)", memory.per_token / 1024, memory.per_prompt_token / 1024, memory.fixed / 2**20,
+                memory.source,
             )
-        budget_bytes = cache_bytes(cache) if budget == "generation" else int(float(budget) * 2**20)
-        return tokens_per_grad_pass(budget_bytes, self._grad_pass_bytes_per_token)
+        return self._grad_pass_memory, cache_bytes(cache) if budget == "generation" else float(budget) * 2**20
 
     def _score_with_backoff(self, prompts: list[list[int]], answers: list[list[int]]) -> list[dict[str, float]]:
         batch_size = self.semgrad_batch_size

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..scoring import SCORE_KEYS
+from ..scoring import OUTPUT_PROJECTION_KEYS, SCORE_KEYS
 
 #: Scores that can be reported as uncertainty methods (all of score()'s outputs).
 METHODS = SCORE_KEYS
@@ -40,6 +41,15 @@ class SemGradSettings:
     reuse_cache: bool = True
     calibration: str | None = None
     memory: str | float = "generation"  # or "unbounded", or a budget in MiB
+
+
+def computed_scores(methods: Sequence[str]) -> tuple[str, ...]:
+    """The asked-for methods plus every score that comes free with SemGrad (logged as baselines).
+
+    ExGrad and HybridGrad each cost a reduction over the output projection's V x d gradient,
+    so they are computed only when `semgrad_methods` names them.
+    """
+    return tuple(key for key in SCORE_KEYS if key in methods or key not in OUTPUT_PROJECTION_KEYS)
 
 
 def pop_settings(model_args: dict[str, Any]) -> SemGradSettings:

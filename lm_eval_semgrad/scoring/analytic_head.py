@@ -17,8 +17,8 @@ from .losses import ENTROPY_FLOOR
 from .output_gradient import vocabulary_chunk
 
 # float32 elements of one (tokens x vocabulary) chunk of the per-token statistics; each chunk makes
-# about five temporaries, so this bounds their memory (CPU: 4 MiB each; GPU: fewer, larger launches)
-CPU_LOGIT_CHUNK_ELEMENTS = 1 << 20
+# about five temporaries, so this bounds their memory (CPU: 1 MiB each; GPU: fewer, larger launches)
+CPU_LOGIT_CHUNK_ELEMENTS = 1 << 18
 ACCELERATOR_LOGIT_CHUNK_ELEMENTS = 1 << 23
 
 

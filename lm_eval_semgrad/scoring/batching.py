@@ -77,7 +77,7 @@ def build_batch(
     )
 
 
-def token_budget_groups(widths: Sequence[int], max_tokens: int | None) -> list[list[int]]:
+def token_budget_groups(widths: Sequence[float], max_tokens: float | None) -> list[list[int]]:
     """Row indices in groups whose rows x (widest row) stays within `max_tokens` (None: one group).
 
     Rows are taken widest first, so each group pads its rows to similar widths; a row wider than

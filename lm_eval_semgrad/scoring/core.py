@@ -11,10 +11,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from .batching import TeacherForcedBatch, build_batch, token_budget_groups
+from .batching import TeacherForcedBatch, build_batch
 from .cache_rows import select_cache_rows
 from .analytic_head import HeadGradients, analytic_head_gradients, logits_are_projection_output
 from .losses import response_losses
+from .memory import GradPassMemory
 from .model_access import (
     cache_argument,
     decoder_layers,
@@ -77,7 +78,7 @@ def score_with_prefix_cache(
     *,
     position: int = -1,
     layers: Sequence[int] | None = None,
-    max_tokens: int | None = None,
+    memory_budget: tuple[GradPassMemory, float] | None = None,
     scores: Collection[str] = SCORE_KEYS,
 ) -> list[dict[str, float]]:
     """score() for one batch whose prompt columns already sit in a KV cache, e.g. generation's own.
@@ -85,15 +86,13 @@ def score_with_prefix_cache(
     The cache must come from these prompts left-padded to the longest one (as HF generation lays
     out a batch); it is cropped to the columns before tau and extended in place. The scores equal
     score()'s: the prefix is the same computation, done once for generation and scoring together.
-    The memory of a grad pass grows with rows x suffix columns (tau..end): `max_tokens` (default:
-    no limit, one pass) splits the rows, grouped by answer length, into passes of at most that many
-    suffix tokens (a single longer row still gets its own pass), each on its own rows of the cache.
-    `scores` as in score().
+    The memory of a grad pass grows with its rows and their columns: `memory_budget` = (the
+    model's measured `GradPassMemory`, bytes) splits the rows, grouped by answer length, into
+    passes that each fit the bytes (a single row still gets its own pass), each on its own rows of
+    the cache; None (default) scores all rows in one pass. `scores` as in score().
     """
     validate_inputs(model, prompt_ids, response_ids, position, 1)
     keys = _checked_score_keys(scores)
-    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
-        raise ValueError(f"max_tokens must be a positive int or None, got {max_tokens!r}.")
     band = resolve_layers(len(decoder_layers(model)), layers)
     prompt_width = max(len(p) for p in prompt_ids)
     split = prompt_width + position
@@ -106,7 +105,12 @@ def score_with_prefix_cache(
     if cached > split:
         prefix_cache.crop(split - cached)  # negative: drop that many columns (transformers 4.x and 5.x)
     rows = len(prompt_ids)
-    groups = token_budget_groups([len(r) - position for r in response_ids], max_tokens)
+    suffix_widths = [len(r) - position for r in response_ids]
+    if memory_budget is None:
+        groups = [list(range(rows))]
+    else:
+        memory, budget_bytes = memory_budget
+        groups = memory.row_groups(suffix_widths, prompt_width, budget_bytes)
     results: list[dict[str, float] | None] = [None] * rows
     with _grad_pass(model):
         for group in groups:

@@ -2,33 +2,112 @@
 
 The grad pass keeps the activations of the semantic layers over the answer columns until its
 backward pass; they grow with (rows x answer tokens), ten or more times faster than a KV cache
-grows per token. Knowing both lets a caller split a generation batch so that the grad pass never
-needs more memory than generation's own cache.
+grows per token. Knowing both lets a caller split a generation batch so that the grad pass needs
+no more memory than generation's own cache.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-PROBE_PROMPT_TOKENS = 4
-PROBE_ANSWER_TOKENS = (4, 12)
+from .batching import token_budget_groups
+from .model_access import model_device
+
+PROBE_ROWS = 2
+PROBE_PROMPT_TOKENS = (4, 36)
+PROBE_ANSWER_TOKENS = (8, 40)  # both longer than one statistics chunk of large vocabularies
+#: Without an allocator peak to read, backward transients are taken to equal the saved activations.
+SAVED_TO_PEAK_FACTOR = 2.0
 
 
-def grad_pass_bytes_per_answer_token(
-    model: nn.Module, *, position: int = -1, layers: Sequence[int] | None = None
-) -> float:
-    """Memory one answer token of one row costs the grad pass: its saved activations and its logits.
+@dataclass(frozen=True)
+class GradPassMemory:
+    """Peak memory of one grad pass above its start, as a linear model of its batch.
 
-    The logits column (vocabulary size, counted as float32) stays alive for the closed-form head;
-    everything else the grad pass allocates is bounded by fixed-size chunks.
+    fixed + rows x (per_token x suffix columns + per_prompt_token x prompt columns): the suffix
+    columns (tau..end) carry saved activations and logits; the prompt columns their rows' KV cache
+    and the keys and values the semantic layers keep for the backward pass.
     """
-    vocab = int(getattr(model.config, "vocab_size", 0))
-    return saved_bytes_per_answer_token(model, position=position, layers=layers) + 4 * vocab
+
+    per_token: float
+    per_prompt_token: float
+    fixed: float
+    source: str  # how it was measured
+
+    def row_groups(self, suffix_widths: Sequence[int], prompt_width: int, budget_bytes: float) -> list[list[int]]:
+        """Rows grouped by width into grad passes that each fit `budget_bytes` (a row alone always passes)."""
+        prompt_cost = prompt_width * self.per_prompt_token / self.per_token  # in suffix-token units
+        widths = [width + prompt_cost for width in suffix_widths]
+        return token_budget_groups(widths, max(1.0, (budget_bytes - self.fixed) / self.per_token))
+
+
+def grad_pass_memory(model: nn.Module, *, position: int = -1, layers: Sequence[int] | None = None) -> GradPassMemory:
+    """Measure what a grad pass costs in memory, on three small two-row probes.
+
+    The allocator's peak above the start of each score() call is read (CUDA: `max_memory_allocated`;
+    CPU: torch.profiler's allocation events): a longer answer gives the cost per suffix column, a
+    longer prompt the cost per prompt column, the rest is fixed (chunk buffers). Where no peak can
+    be read, saved activations are counted instead (`saved_bytes_per_answer_token`), doubled for
+    backward transients, plus the float32 logits; prompt columns are then not counted.
+    """
+    from .core import score
+
+    device = model_device(model)
+    token = min(1, int(getattr(model.config, "vocab_size", 2)) - 1)
+    short_prompt, long_prompt = (max(n, -position) for n in PROBE_PROMPT_TOKENS)
+    short, long = PROBE_ANSWER_TOKENS
+
+    def probe(prompt_tokens: int, answer_tokens: int) -> float:
+        prompts, answers = [[token] * prompt_tokens] * PROBE_ROWS, [[token] * answer_tokens] * PROBE_ROWS
+        return _allocator_peak(device, lambda: score(model, prompts, answers, position=position, layers=layers))
+
+    try:
+        base, longer_answer, longer_prompt = probe(short_prompt, short), probe(short_prompt, long), probe(long_prompt, short)
+    except _NoPeakReading:
+        vocab = int(getattr(model.config, "vocab_size", 0))
+        saved = saved_bytes_per_answer_token(model, position=position, layers=layers)
+        return GradPassMemory(SAVED_TO_PEAK_FACTOR * saved + 4 * vocab, 0.0, 0.0, "saved tensors x 2 + logits (estimate)")
+    per_token = max(longer_answer - base, 1.0) / (PROBE_ROWS * (long - short))
+    per_prompt_token = max(longer_prompt - base, 0.0) / (PROBE_ROWS * (long_prompt - short_prompt))
+    suffix_width = short - position
+    fixed = max(base - PROBE_ROWS * (per_token * suffix_width + per_prompt_token * short_prompt), 0.0)
+    return GradPassMemory(per_token, per_prompt_token, fixed, f"allocator peak on {device.type}")
+
+
+class _NoPeakReading(Exception):
+    """This device offers no allocator peak to read."""
+
+
+def _allocator_peak(device: torch.device, run: Callable[[], Any]) -> float:
+    """Peak bytes allocated on `device` during run() above what was allocated before it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        run()
+        torch.cuda.synchronize(device)
+        return float(torch.cuda.max_memory_allocated(device) - before)
+    if device.type != "cpu":
+        raise _NoPeakReading(device.type)
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        run()
+    try:
+        events = prof.profiler.kineto_results.events()  # every allocation and free, with its size
+    except AttributeError as error:  # a torch without this (private) view of the events
+        raise _NoPeakReading("cpu") from error
+    level, peak = 0, 0
+    for event in sorted((e for e in events if e.name() == "[memory]"), key=lambda e: e.start_ns()):
+        if str(event.device_type()).endswith("CPU"):
+            level += event.nbytes()
+            peak = max(peak, level)
+    return float(peak)
 
 
 def saved_bytes_per_answer_token(
@@ -43,9 +122,8 @@ def saved_bytes_per_answer_token(
     from .core import score
 
     parameters = {parameter.untyped_storage().data_ptr() for parameter in model.parameters()}
-    vocab = int(getattr(model.config, "vocab_size", 2))
-    token = min(1, vocab - 1)
-    prompt = [token] * max(PROBE_PROMPT_TOKENS, -position)
+    token = min(1, int(getattr(model.config, "vocab_size", 2)) - 1)
+    prompt = [token] * max(PROBE_PROMPT_TOKENS[0], -position)
     totals = []
     for answer_tokens in PROBE_ANSWER_TOKENS:
         storages: dict[int, int] = {}
@@ -69,13 +147,6 @@ def cache_bytes(cache: Any) -> int:
     for tensor in _tensors(cache, depth=3):
         seen[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
     return sum(seen.values())
-
-
-def tokens_per_grad_pass(budget_bytes: int, bytes_per_token: float) -> int:
-    """How many suffix tokens (rows x columns) one grad pass may hold within the budget (>= 1)."""
-    if bytes_per_token <= 0:
-        raise ValueError(f"bytes_per_token must be positive, got {bytes_per_token}.")
-    return max(1, math.floor(budget_bytes / bytes_per_token))
 
 
 def _tensors(value: Any, depth: int) -> Iterable[torch.Tensor]:
