@@ -24,6 +24,7 @@ import importlib.util
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -130,6 +131,9 @@ def main() -> None:
     parser.add_argument("--sampling-samples", type=int, default=10)
     parser.add_argument("--sampling-max-new-tokens", type=int, default=150)
     parser.add_argument("--no-reuse-run", action="store_true", help="also run semgrad-hf with semgrad_reuse_cache=false")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="pairs of hf and semgrad-hf runs, in alternating order; the overhead is the median pair's")
+    parser.add_argument("--no-sampling", action="store_true", help="skip the sampling baseline")
     parser.add_argument("--out", default=None)
     parser.add_argument("--_sampling_child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -141,27 +145,41 @@ def main() -> None:
 
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
-        configs = [("hf", ""), ("semgrad-hf", "")] + ([("semgrad-hf", ",semgrad_reuse_cache=false")] if args.no_reuse_run else [])
-        for model, extra in configs:
-            run = run_lm_eval(model, model_args + extra, args.limit, args.batch_size, Path(tmp))
-            run["label"] = model + (" (no cache reuse)" if extra else "")
-            runs.append(run)
-            print(f"{run['label']}: wall {run['wall_s']:.1f} s, lm-eval evaluation {run['eval_s']:.1f} s, "
-                  f"peak RSS {run['peak_rss_mib']:.0f} MiB", flush=True)
-    sampling = sampling_in_child(model_args, args)
-    print(f"sampling baseline: {sampling['seconds_per_question']:.2f} s/question "
-          f"({sampling['samples_per_question']} samples, {sampling['questions']} questions), "
-          f"peak RSS {sampling['peak_rss_mib']:.0f} MiB", flush=True)
-    hf, semgrad = runs[0], runs[1]
+        for round_index in range(args.rounds):
+            pair = [("hf", ""), ("semgrad-hf", "")]
+            configs = (pair if round_index % 2 == 0 else pair[::-1]) + (
+                [("semgrad-hf", ",semgrad_reuse_cache=false")] if args.no_reuse_run and round_index == 0 else []
+            )
+            for model, extra in configs:
+                run = run_lm_eval(model, model_args + extra, args.limit, args.batch_size, Path(tmp))
+                run["label"] = model + (" (no cache reuse)" if extra else "")
+                run["round"] = round_index
+                runs.append(run)
+                print(f"round {round_index}: {run['label']}: wall {run['wall_s']:.1f} s, lm-eval evaluation "
+                      f"{run['eval_s']:.1f} s, peak RSS {run['peak_rss_mib']:.0f} MiB", flush=True)
+    sampling = None if args.no_sampling else sampling_in_child(model_args, args)
+    if sampling is not None:
+        print(f"sampling baseline: {sampling['seconds_per_question']:.2f} s/question "
+              f"({sampling['samples_per_question']} samples, {sampling['questions']} questions), "
+              f"peak RSS {sampling['peak_rss_mib']:.0f} MiB", flush=True)
+    pairs = [
+        ({r["label"]: r for r in runs if r["round"] == i}["hf"], {r["label"]: r for r in runs if r["round"] == i}["semgrad-hf"])
+        for i in range(args.rounds)
+    ]
+    eval_overheads = sorted(s_run["eval_s"] / h_run["eval_s"] - 1 for h_run, s_run in pairs)
+    wall_overheads = sorted(s_run["wall_s"] / h_run["wall_s"] - 1 for h_run, s_run in pairs)
+    semgrad = pairs[0][1]
     summary = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": platform.platform(),
-        "cpu_count": os.cpu_count(), "limit": args.limit, "batch_size": args.batch_size,
-        "overhead_eval_time": semgrad["eval_s"] / hf["eval_s"] - 1,
-        "overhead_wall_time": semgrad["wall_s"] / hf["wall_s"] - 1,
+        "cpu_count": os.cpu_count(), "limit": args.limit, "batch_size": args.batch_size, "rounds": args.rounds,
+        "overhead_eval_time": statistics.median(eval_overheads),
+        "overhead_wall_time": statistics.median(wall_overheads),
+        "overheads_eval_time_per_round": eval_overheads,
         "runs": runs, "sampling": sampling,
     }
     print(f"semgrad-hf adds {100 * summary['overhead_eval_time']:.1f}% to lm-eval's evaluation time "
-          f"({100 * summary['overhead_wall_time']:.1f}% of the whole command)")
+          f"({100 * summary['overhead_wall_time']:.1f}% of the whole command; rounds: "
+          f"{', '.join(f'{100 * o:.1f}%' for o in eval_overheads)})")
     print(semgrad["table"])
     if args.out:
         Path(args.out).write_text(json.dumps(summary, indent=2, default=str))
