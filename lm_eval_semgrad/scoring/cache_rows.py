@@ -19,23 +19,14 @@ def select_cache_rows(cache: Any, rows: Sequence[int]) -> Any:
     if not hasattr(cache, "batch_select_indices"):
         raise ValueError(
             f"{type(cache).__name__} cannot select batch rows (no batch_select_indices); "
-            "score this batch without splitting it (batch_size=None)."
+            "score this batch in one pass (memory_budget=None)."
         )
     if isinstance(getattr(cache, "layers", None), list):
         selected = copy.copy(cache)
         selected.layers = [copy.copy(layer) for layer in cache.layers]
     else:
         selected = copy.deepcopy(cache)
-    selected.batch_select_indices(torch.tensor(list(rows), device=_cache_device(cache)))
+    # CPU indices select rows on any device, also from caches whose layers sit on several GPUs
+    selected.batch_select_indices(torch.tensor(list(rows), dtype=torch.long))
     return selected
 
-
-def _cache_device(cache: Any) -> torch.device:
-    for layer in getattr(cache, "layers", []) or []:
-        keys = getattr(layer, "keys", None)
-        if isinstance(keys, torch.Tensor):
-            return keys.device
-    for keys in getattr(cache, "key_cache", []) or []:
-        if isinstance(keys, torch.Tensor):
-            return keys.device
-    return torch.device("cpu")
