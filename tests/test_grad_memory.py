@@ -120,6 +120,11 @@ def test_row_groups_count_answer_and_prompt_columns_against_the_budget():
     assert memory.row_groups([8, 8, 8, 3], 4, 10**6) == [[0, 1, 2, 3]]
 
 
+def test_grad_pass_memory_probes_a_position_far_from_the_prompt_end():
+    memory = grad_pass_memory(tiny_llama(), position=-40)
+    assert memory.per_token > 0 and memory.per_prompt_token > 0
+
+
 def test_measured_grad_pass_memory_predicts_the_peak_of_a_multi_row_pass():
     """fixed + rows x (per_token x width + per_prompt_token x prompt), from small probes, bounds a bigger pass."""
     from lm_eval_semgrad.scoring.memory import _allocator_peak

@@ -59,7 +59,8 @@ def grad_pass_memory(model: nn.Module, *, position: int = -1, layers: Sequence[i
 
     device = model_device(model)
     token = min(1, int(getattr(model.config, "vocab_size", 2)) - 1)
-    short_prompt, long_prompt = (max(n, -position) for n in PROBE_PROMPT_TOKENS)
+    short_prompt = max(PROBE_PROMPT_TOKENS[0], -position)
+    long_prompt = short_prompt + PROBE_PROMPT_TOKENS[1] - PROBE_PROMPT_TOKENS[0]
     short, long = PROBE_ANSWER_TOKENS
 
     def probe(prompt_tokens: int, answer_tokens: int) -> float:
