@@ -185,44 +185,24 @@ def sync(device: str) -> None:
 # ---------------------------------------------------------------------------------------- memory
 
 
-def _memory_timeline(prof) -> list[tuple[int, int]]:
-    """(time ns, bytes allocated above the start) after every CPU tensor allocation/free in a profile."""
-    events = sorted(
-        (e.start_ns(), e.nbytes())
-        for e in prof.profiler.kineto_results.events()
-        if e.name() == "[memory]" and str(e.device_type()).endswith("CPU")
-    )
-    timeline, level = [], 0
-    for stamp, nbytes in events:
-        level += nbytes
-        timeline.append((stamp, level))
-    return timeline
-
-
 def peak_extra_cpu_alloc(run) -> int:
     """Peak bytes of CPU tensor memory allocated by `run()` above what was allocated before it."""
-    from torch.profiler import ProfilerActivity, profile
+    import torch
+
+    from lm_eval_semgrad.scoring.memory import allocator_peak
 
     gc.collect()
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        out = run()
-        del out
-    return max((level for _, level in _memory_timeline(prof)), default=0)
+    return int(allocator_peak(torch.device("cpu"), run))
 
 
 def peak_extra_cuda(run, device: str) -> int:
     import torch
 
+    from lm_eval_semgrad.scoring.memory import allocator_peak
+
     gc.collect()
-    torch.cuda.synchronize()
     torch.cuda.empty_cache()
-    before = torch.cuda.memory_allocated(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    out = run()
-    torch.cuda.synchronize()
-    peak = torch.cuda.max_memory_allocated(device)
-    del out
-    return peak - before
+    return int(allocator_peak(torch.device(device), run))
 
 
 def _proc_status_kib(field: str) -> int:
@@ -374,7 +354,9 @@ def stage_peaks_cpu(run) -> tuple[dict[str, int], dict[str, int]]:
     gc.collect()
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         run()
-    timeline = _memory_timeline(prof)
+    from lm_eval_semgrad.scoring.memory import cpu_allocation_timeline
+
+    timeline = cpu_allocation_timeline(prof)
     peaks: dict[str, int] = {}
     entry: dict[str, int] = {}
     labels = {s.strip(): s for s in STAGES}

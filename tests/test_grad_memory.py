@@ -127,14 +127,14 @@ def test_grad_pass_memory_probes_a_position_far_from_the_prompt_end():
 
 def test_measured_grad_pass_memory_predicts_the_peak_of_a_multi_row_pass():
     """fixed + rows x (per_token x width + per_prompt_token x prompt), from small probes, bounds a bigger pass."""
-    from lm_eval_semgrad.scoring.memory import _allocator_peak
+    from lm_eval_semgrad.scoring.memory import allocator_peak
 
     model = tiny_llama()
     memory = grad_pass_memory(model, position=-1)
     assert memory.source == "allocator peak on cpu" and memory.per_token > 0 and memory.per_prompt_token > 0
     prompts = [[5, 6, 7, 8, 9] * 4] * 3
     answers = [[10 + i for i in range(30)]] * 3
-    peak = _allocator_peak(torch.device("cpu"), lambda: score(model, prompts, answers, position=-1, batch_size=3))
+    peak = allocator_peak(torch.device("cpu"), lambda: score(model, prompts, answers, position=-1, batch_size=3))
     predicted = memory.fixed + 3 * (memory.per_token * 31 + memory.per_prompt_token * 20)
     assert 0.6 * predicted < peak <= 1.2 * predicted
 

@@ -65,7 +65,7 @@ def grad_pass_memory(model: nn.Module, *, position: int = -1, layers: Sequence[i
 
     def probe(prompt_tokens: int, answer_tokens: int) -> float:
         prompts, answers = [[token] * prompt_tokens] * PROBE_ROWS, [[token] * answer_tokens] * PROBE_ROWS
-        return _allocator_peak(device, lambda: score(model, prompts, answers, position=position, layers=layers))
+        return allocator_peak(device, lambda: score(model, prompts, answers, position=position, layers=layers))
 
     try:
         base, longer_answer, longer_prompt = probe(short_prompt, short), probe(short_prompt, long), probe(long_prompt, short)
@@ -84,8 +84,12 @@ class _NoPeakReading(Exception):
     """This device offers no allocator peak to read."""
 
 
-def _allocator_peak(device: torch.device, run: Callable[[], Any]) -> float:
-    """Peak bytes allocated on `device` during run() above what was allocated before it."""
+def allocator_peak(device: torch.device, run: Callable[[], Any]) -> float:
+    """Peak bytes allocated on `device` during run() above what was allocated before it.
+
+    CUDA: `max_memory_allocated`; CPU: torch.profiler's allocation events (exact tensor bytes,
+    independent of malloc caching). Other devices raise `_NoPeakReading`.
+    """
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         before = torch.cuda.memory_allocated(device)
@@ -99,16 +103,25 @@ def _allocator_peak(device: torch.device, run: Callable[[], Any]) -> float:
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         run()
+    return float(max((level for _, level in cpu_allocation_timeline(prof)), default=0))
+
+
+def cpu_allocation_timeline(prof: Any) -> list[tuple[int, int]]:
+    """(time in ns, bytes allocated above the profile's start) after each CPU tensor allocation or free.
+
+    `prof` is a finished `torch.profiler.profile(profile_memory=True)`; its events are read through
+    `prof.profiler.kineto_results`, a private view that a torch version may lack (`_NoPeakReading`).
+    """
     try:
         events = prof.profiler.kineto_results.events()  # every allocation and free, with its size
-    except AttributeError as error:  # a torch without this (private) view of the events
+    except AttributeError as error:
         raise _NoPeakReading("cpu") from error
-    level, peak = 0, 0
+    timeline, level = [], 0
     for event in sorted((e for e in events if e.name() == "[memory]"), key=lambda e: e.start_ns()):
         if str(event.device_type()).endswith("CPU"):
             level += event.nbytes()
-            peak = max(peak, level)
-    return float(peak)
+            timeline.append((event.start_ns(), level))
+    return timeline
 
 
 def saved_bytes_per_answer_token(
