@@ -27,19 +27,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_score import PROMPT_TEMPLATE, SCIQ, default_model, load_model, load_tokenizer, peak_extra_cpu_alloc  # noqa: E402
+from bench_score import (  # noqa: E402
+    SCIQ, default_model, load_model, load_tokenizer, peak_extra_cpu_alloc, sciq_chat_prompt,
+)
 
 
 def sciq_prompts(tokenizer, count: int, offset: int) -> list[list[int]]:
     lines = SCIQ.read_text().splitlines()[offset : offset + count]
-    prompts = []
-    for line in lines:
-        text = tokenizer.apply_chat_template(
-            [{"role": "user", "content": PROMPT_TEMPLATE.format(question=json.loads(line)["query"])}],
-            add_generation_prompt=True, tokenize=False,
-        )
-        prompts.append(tokenizer(text, add_special_tokens=False).input_ids)
-    return prompts
+    texts = [sciq_chat_prompt(tokenizer, json.loads(line)["query"]) for line in lines]
+    return [tokenizer(text, add_special_tokens=False).input_ids for text in texts]
 
 
 def main() -> None:

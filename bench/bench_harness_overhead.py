@@ -31,9 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_score import sciq_chat_prompt  # this folder is on sys.path when run as a script
 from lm_eval_semgrad.harness.embedded_models import EMBEDDED_MODELS
-
-PROMPT = "Please directly answer the following question with one or few words:\n{question}"
 
 
 def smollm2_args() -> str:
@@ -84,11 +83,7 @@ def sampling_baseline(model_args: str, limit: int, batch_size: int, samples: int
     model = AutoModelForCausalLM.from_pretrained(args["pretrained"], gguf_file=args.get("gguf_file")).eval()
     tokenizer.padding_side = "left"
     questions = [json.loads(line)["query"] for line in data_path("sciq/test.jsonl").read_text().splitlines()[:limit]]
-    prompts = [
-        tokenizer.apply_chat_template([{"role": "user", "content": PROMPT.format(question=q)}], tokenize=False,
-                                      add_generation_prompt=True)
-        for q in questions
-    ]
+    prompts = [sciq_chat_prompt(tokenizer, question) for question in questions]
     torch.manual_seed(0)
     start = time.perf_counter()
     generated_tokens = 0

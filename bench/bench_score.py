@@ -114,6 +114,13 @@ def save_for_children(model, folder: str) -> None:
 # ---------------------------------------------------------------------------------------- inputs
 
 
+def sciq_chat_prompt(tokenizer, question: str) -> str:
+    """The `semgrad_sciq` prompt for `question` in the model's chat template, as --apply_chat_template renders it."""
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": PROMPT_TEMPLATE.format(question=question)}], add_generation_prompt=True, tokenize=False
+    )
+
+
 def make_inputs(args, tokenizer, vocab_size: int, batch: int, response_len: int, prompt_len: int | None = None):
     """B prompts of prompt_len (default: the first of --prompt-lens) +- 2 tokens, B responses of exactly
     response_len tokens (last = EOS), and where the prompts came from ("sciq" or "random")."""
@@ -123,12 +130,7 @@ def make_inputs(args, tokenizer, vocab_size: int, batch: int, response_len: int,
     if args.data == "sciq" and tokenizer is not None:
         for line in SCIQ.read_text().splitlines():
             question = json.loads(line)["query"]
-            text = tokenizer.apply_chat_template(
-                [{"role": "user", "content": PROMPT_TEMPLATE.format(question=question)}],
-                add_generation_prompt=True,
-                tokenize=False,
-            )
-            ids = tokenizer(text, add_special_tokens=False).input_ids
+            ids = tokenizer(sciq_chat_prompt(tokenizer, question), add_special_tokens=False).input_ids
             if abs(len(ids) - prompt_len) <= 2:
                 prompts.append(list(ids))
             if len(prompts) == batch:
