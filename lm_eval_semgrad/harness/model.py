@@ -187,8 +187,6 @@ class SemGradHFLM(HFLM):
         if not hasattr(cache, "crop") or not hasattr(cache, "get_seq_length"):
             return None
         memory_budget = self._memory_budget(cache)
-        if memory_budget is not None and not hasattr(cache, "batch_select_indices"):
-            memory_budget = None  # this cache cannot be split by rows: one pass, as with semgrad_memory=unbounded
         try:
             return score_with_prefix_cache(
                 self.model, prompts, answers, cache, position=self.semgrad_position, layers=self.semgrad_layers,
@@ -200,9 +198,12 @@ class SemGradHFLM(HFLM):
             return None
 
     def _memory_budget(self, cache: Any) -> tuple[GradPassMemory, float] | None:
-        """The model's measured grad-pass memory and the `semgrad_memory` budget; None: no limit."""
+        """The model's measured grad-pass memory and the `semgrad_memory` budget; None: no limit.
+
+        Also None for a cache that cannot select rows: one pass, as with `semgrad_memory=unbounded`.
+        """
         budget = self.semgrad.memory
-        if budget == "unbounded":
+        if budget == "unbounded" or not hasattr(cache, "batch_select_indices"):
             return None
         if self._grad_pass_memory is None:
             self._grad_pass_memory = grad_pass_memory(

@@ -64,12 +64,13 @@ def analytic_head_gradients(
     token_entropy = torch.where(valid, token_entropy, zero)
     ce_scale = valid.float() / lengths[:, None]
     w_scale = token_entropy * ce_scale
-    # (s_t (q_t - y_t))^T h_t = (q_t - y_t)^T (s_t h_t): scale the d-wide hidden states, not the chunks
-    ce_hidden = hidden.float() * ce_scale[..., None]
-    w_hidden = hidden.float() * w_scale[..., None]
+    # the asked-for mean |dL/dW_out|; (s_t (q_t - y_t))^T h_t = (q_t - y_t)^T (s_t h_t): scale the
+    # d-wide hidden states once, not every vocabulary chunk
+    scales = {"exgrad": ce_scale, "weighted_exgrad": w_scale}
+    wanted = [name for name, asked in (("exgrad", exgrad), ("weighted_exgrad", weighted_exgrad)) if asked]
+    scaled_hidden = {name: hidden.float() * scales[name][..., None] for name in wanted}
+    totals = {name: torch.zeros(batch, dtype=torch.float64, device=logits.device) for name in wanted}
     unscaled_hidden_grad = torch.zeros(batch, columns, width, dtype=torch.float32, device=logits.device)
-    ce_total = torch.zeros(batch, dtype=torch.float64, device=logits.device) if exgrad else None
-    w_total = torch.zeros(batch, dtype=torch.float64, device=logits.device) if weighted_exgrad else None
     rows = vocabulary_chunk(logits.device, batch, vocab, width)
     chunk = max(1, min(logit_chunk_elements(logits.device) // (batch * columns), rows))
     # one reused buffer for the (B, chunk, d) gradient blocks: fresh multi-MB allocations each chunk
@@ -84,15 +85,13 @@ def analytic_head_gradients(
         unscaled_hidden_grad += residual @ weight[start:stop].float()
         block = block_buffer[: batch * (stop - start) * width].view(batch, stop - start, width)
         residual_t = residual.transpose(1, 2)
-        if ce_total is not None:
-            ce_total += torch.bmm(residual_t, ce_hidden, out=block).abs_().sum(dim=(1, 2)).double()
-        if w_total is not None:
-            w_total += torch.bmm(residual_t, w_hidden, out=block).abs_().sum(dim=(1, 2)).double()
-    hidden_grad = unscaled_hidden_grad * w_scale[..., None]
+        for name, scaled in scaled_hidden.items():
+            totals[name] += torch.bmm(residual_t, scaled, out=block).abs_().sum(dim=(1, 2)).double()
+    means = {name: total / (vocab * width) for name, total in totals.items()}
     return HeadGradients(
-        token_nll=token_nll, token_entropy=token_entropy, valid=valid, hidden_grad=hidden_grad,
-        exgrad=None if ce_total is None else ce_total / (vocab * width),
-        weighted_exgrad=None if w_total is None else w_total / (vocab * width),
+        token_nll=token_nll, token_entropy=token_entropy, valid=valid,
+        hidden_grad=unscaled_hidden_grad * w_scale[..., None],
+        exgrad=means.get("exgrad"), weighted_exgrad=means.get("weighted_exgrad"),
     )
 
 
