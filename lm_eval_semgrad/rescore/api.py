@@ -203,12 +203,8 @@ def rescore_samples(
         tokenizer, encoder, setup, task=task, correctness_metric=correctness,
         correctness_threshold=correctness_threshold, use_logged_ids=use_logged_ids,
     )
-    numbered = ((i, row if isinstance(row, dict) else None, None if isinstance(row, dict) else "not a dict")
-                for i, row in enumerate(rows, start=1))
-    items, bad = _parse_rows(fmt, numbered, "<rows>", skip_bad)
-    _, scored = _run(model, fmt, items, setup, batch_size=batch_size, output=None, progress=progress, desc=task)
-    counts = file_counts(items, len(bad), 0, scored)
-    return RescoreResult([fmt.output_row(i) for i in items], bad, _group_metrics(items, methods, bootstrap_iters), counts, items)
+    return _rescore_rows(model, fmt, setup, rows, batch_size=batch_size, skip_bad=skip_bad, methods=methods,
+                         bootstrap_iters=bootstrap_iters, progress=progress, desc=task)
 
 
 def rescore_jsonl(
@@ -235,10 +231,19 @@ def rescore_jsonl(
     """
     setup = _setup(model, tokenizer, position, layers)
     fmt = PlainFormat(tokenizer, PromptEncoder(tokenizer, add_bos_token), setup)
+    return _rescore_rows(model, fmt, setup, rows, batch_size=batch_size, skip_bad=skip_bad, methods=methods,
+                         bootstrap_iters=bootstrap_iters, progress=progress, desc="rows")
+
+
+def _rescore_rows(
+    model: Any, fmt: Any, setup: ScoringSetup, rows: Iterable[Any], *, batch_size: int, skip_bad: bool,
+    methods: Sequence[str], bootstrap_iters: int, progress: bool, desc: str,
+) -> RescoreResult:
+    """Parse, score and summarise in-memory rows (rows that are not dicts are bad rows)."""
     numbered = ((i, row if isinstance(row, dict) else None, None if isinstance(row, dict) else "not a dict")
                 for i, row in enumerate(rows, start=1))
     items, bad = _parse_rows(fmt, numbered, "<rows>", skip_bad)
-    _, scored = _run(model, fmt, items, setup, batch_size=batch_size, output=None, progress=progress, desc="rows")
+    _, scored = _run(model, fmt, items, setup, batch_size=batch_size, output=None, progress=progress, desc=desc)
     counts = file_counts(items, len(bad), 0, scored)
     return RescoreResult([fmt.output_row(i) for i in items], bad, _group_metrics(items, methods, bootstrap_iters), counts, items)
 
