@@ -148,3 +148,39 @@ def test_output_projection_scores_are_computed_only_when_asked_for(tmp_path):
     # a record cached by an earlier run without that method reads as missing, not as an error or zero
     sample = UncertaintySample(record={"scores": {"semgrad": 0.5}}, correct=1, label="contains")
     assert sample.score("semgrad") == 0.5 and math.isnan(sample.score("exgrad"))
+
+
+def test_grad_pass_takes_the_lower_layers_outputs_from_generation(tmp_path):
+    """semgrad-hf does not run the layers below the semantic band again, and gets the fresh scores."""
+    from lm_eval.api.instance import Instance
+
+    from lm_eval_semgrad import score
+    from lm_eval_semgrad.harness.model import SemGradHFLM
+    from test_scoring_exact import assert_close
+    from tiny_models import save_tiny_chat_model
+
+    model_dir = save_tiny_chat_model(tmp_path / "m")
+    lm = SemGradHFLM(pretrained=str(model_dir), device="cpu", batch_size=3, semgrad_position=-2, semgrad_memory="unbounded")
+    contexts = ["what is the number 1 ?", "name the gas called oxygen", "is the sun a star ? answer yes or no"]
+    requests = [
+        Instance("generate_until", doc={}, arguments=(c, {"until": ["\n\n"], "max_gen_toks": 7, "do_sample": False}), idx=0)
+        for c in contexts
+    ]
+    lowest_layer_runs = []
+    original = lm._score_answers
+
+    def count_lowest_layer_runs(*args, **kwargs):
+        handle = lm.model.model.layers[0].mlp.register_forward_hook(lambda *a: lowest_layer_runs.append(1))
+        try:
+            return original(*args, **kwargs)
+        finally:
+            handle.remove()
+
+    lm._score_answers = count_lowest_layer_runs
+    lm.generate_until(requests)
+    assert lowest_layer_runs == []
+    records = [lm.score_store.get(request.args) for request in requests]
+    prompts = [lm.tok_encode(c) for c in contexts]
+    fresh = score(lm.model, prompts, [r["response_ids"] for r in records], position=-2, scores=lm.computed_scores)
+    for i, record in enumerate(records):
+        assert_close(record["scores"], fresh[i], i)

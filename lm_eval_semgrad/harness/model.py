@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import deque
 from dataclasses import replace
@@ -14,7 +15,9 @@ from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 
 from ..scoring import score, score_with_prefix_cache
+from ..scoring.layer_inputs import LayerInputRecorder
 from ..scoring.memory import GradPassMemory, cache_bytes, grad_pass_memory
+from ..scoring.model_access import decoder_layers, graph_start_layer, resolve_layers
 from . import evaluator_hooks
 from .chat_positions import resolve_position
 from .embedded_models import resolve_embedded_model
@@ -76,7 +79,6 @@ class SemGradHFLM(HFLM):
     def _calibrated_position_and_layers(self) -> tuple[int, list[int]]:
         """Position and layers from a calibration file made for this model (checked by name and depth)."""
         from ..calibration import load_calibration
-        from ..scoring.model_access import decoder_layers
 
         name = getattr(self.model, "name_or_path", None) or self.model.config._name_or_path
         calibration = load_calibration(
@@ -142,9 +144,12 @@ class SemGradHFLM(HFLM):
     # -- generation + grad pass ----------------------------------------------------------------
 
     def _model_generate(self, context, max_length: int, stop: list[str], **generation_kwargs):
+        recorder = None
         if self.semgrad.reuse_cache:
             generation_kwargs["return_dict_in_generate"] = True
-        output = super()._model_generate(context, max_length, stop, **generation_kwargs)
+            recorder = self._graph_input_recorder(context.shape[1])
+        with recorder or contextlib.nullcontext():
+            output = super()._model_generate(context, max_length, stop, **generation_kwargs)
         sequences = output.sequences if self.semgrad.reuse_cache else output
         attention_mask = generation_kwargs.get("attention_mask")
         prompts, answers = [], []
@@ -160,19 +165,29 @@ class SemGradHFLM(HFLM):
                 )
             )
         cache = _generation_cache(output) if self.semgrad.reuse_cache else None
+        graph_inputs = None if recorder is None else recorder.inputs(fed_columns=sequences.shape[1] - 1)
         del output
-        self._pending.extend(self._score_answers(prompts, answers, cache))
+        self._pending.extend(self._score_answers(prompts, answers, cache, graph_inputs))
         return sequences
 
+    def _graph_input_recorder(self, prompt_width: int) -> LayerInputRecorder | None:
+        """Records, during generation, the input of the grad pass's lowest layer (None: no layers below it)."""
+        num_layers = len(decoder_layers(self.model))
+        start = graph_start_layer(num_layers, resolve_layers(num_layers, self.semgrad_layers))
+        if start == 0:
+            return None
+        return LayerInputRecorder(self.model, start, first_column=prompt_width + self.semgrad_position)
+
     def _score_answers(
-        self, prompts: list[list[int]], answers: list[list[int]], generation_cache: Any | None
+        self, prompts: list[list[int]], answers: list[list[int]], generation_cache: Any | None,
+        graph_inputs: torch.Tensor | None = None,
     ) -> list[Record | None]:
         """Score the non-empty answers of one generation batch; empty answers get no record."""
         rows = [i for i, answer in enumerate(answers) if answer]
         if len(rows) < len(answers):
             logger.warning("semgrad-hf: %d empty answer(s) have no uncertainty score", len(answers) - len(rows))
         if generation_cache is not None and len(rows) == len(answers):
-            scores = self._score_from_generation_cache(prompts, answers, generation_cache)
+            scores = self._score_from_generation_cache(prompts, answers, generation_cache, graph_inputs)
         else:
             scores = None
         if scores is None:
@@ -182,15 +197,18 @@ class SemGradHFLM(HFLM):
             records[row] = {"scores": row_scores, "response_ids": answers[row], "prompt_len": len(prompts[row])}
         return records
 
-    def _score_from_generation_cache(self, prompts, answers, cache) -> list[dict[str, float]] | None:
-        """The grad pass on generation's own batch and prompt KV cache; None when that is not possible."""
+    def _score_from_generation_cache(self, prompts, answers, cache, graph_inputs) -> list[dict[str, float]] | None:
+        """The grad pass on generation's own batch, prompt KV cache and (if recorded) lower layers' outputs.
+
+        None when that is not possible.
+        """
         if not hasattr(cache, "crop") or not hasattr(cache, "get_seq_length"):
             return None
         memory_budget = self._memory_budget(cache)
         try:
             return score_with_prefix_cache(
                 self.model, prompts, answers, cache, position=self.semgrad_position, layers=self.semgrad_layers,
-                memory_budget=memory_budget, scores=self.computed_scores,
+                memory_budget=memory_budget, scores=self.computed_scores, graph_inputs=graph_inputs,
             )
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()

@@ -22,6 +22,8 @@ from .model_access import (
     logits_to_keep_kwargs,
     output_cache,
     frozen_for_scoring,
+    graph_start_layer,
+    layers_bypassed,
     model_device,
     output_projection,
     resolve_layers,
@@ -80,6 +82,7 @@ def score_with_prefix_cache(
     layers: Sequence[int] | None = None,
     memory_budget: tuple[GradPassMemory, float] | None = None,
     scores: Collection[str] = SCORE_KEYS,
+    graph_inputs: torch.Tensor | None = None,
 ) -> list[dict[str, float]]:
     """score() for one batch whose prompt columns already sit in a KV cache, e.g. generation's own.
 
@@ -90,6 +93,10 @@ def score_with_prefix_cache(
     model's measured `GradPassMemory`, bytes) splits the rows, grouped by answer length, into
     passes that each fit the bytes (a single row still gets its own pass), each on its own rows of
     the cache; None (default) scores all rows in one pass. `scores` as in score().
+    `graph_inputs` (rows, columns, d), if given, are the inputs of the graph's lowest layer
+    (`graph_start_layer`) at the columns from tau on, as generation computed them
+    (`LayerInputRecorder`): the layers below it are then not run again. The last answer token's
+    column may be missing (generation never feeds its final token); no score depends on it.
     """
     validate_inputs(model, prompt_ids, response_ids, position, 1)
     keys = _checked_score_keys(scores)
@@ -106,6 +113,8 @@ def score_with_prefix_cache(
         prefix_cache.crop(split - cached)  # negative: drop that many columns (transformers 4.x and 5.x)
     rows = len(prompt_ids)
     suffix_widths = [len(r) - position for r in response_ids]
+    if graph_inputs is not None:
+        _check_graph_inputs(graph_inputs, rows, max(suffix_widths))
     if memory_budget is None:
         groups = [list(range(rows))]
     else:
@@ -118,9 +127,31 @@ def score_with_prefix_cache(
                 [prompt_ids[i] for i in group], [response_ids[i] for i in group], 0, model_device(model), prompt_width
             )
             cache = None if split == 0 else prefix_cache if len(group) == rows else select_cache_rows(prefix_cache, group)
-            for index, row in zip(group, score_batch(model, batch, position, band, cache, scores=keys)):
+            inputs = None if graph_inputs is None else _group_graph_inputs(graph_inputs, group, rows, batch, position)
+            for index, row in zip(group, score_batch(model, batch, position, band, cache, scores=keys, graph_inputs=inputs)):
                 results[index] = _checked(index, row)
     return results  # type: ignore[return-value]
+
+
+def _check_graph_inputs(graph_inputs: torch.Tensor, rows: int, suffix_width: int) -> None:
+    if graph_inputs.dim() != 3 or graph_inputs.shape[0] != rows or graph_inputs.shape[1] < suffix_width - 1:
+        raise ValueError(
+            f"graph_inputs has shape {tuple(graph_inputs.shape)}; it needs ({rows} rows, at least "
+            f"{suffix_width - 1} columns from tau on, hidden size): the lowest graph layer's inputs as "
+            "generation fed them. Pass None to recompute them."
+        )
+
+
+def _group_graph_inputs(
+    graph_inputs: torch.Tensor, group: list[int], rows: int, batch: TeacherForcedBatch, position: int
+) -> torch.Tensor:
+    """The group's rows at the batch's suffix columns; a missing final column repeats the one before."""
+    width = batch.input_ids.shape[1] - batch.semantic_column(position)
+    selected = graph_inputs if len(group) == rows else graph_inputs[torch.tensor(group, device=graph_inputs.device)]
+    selected = selected[:, :width]
+    if selected.shape[1] < width:
+        selected = torch.cat([selected, selected[:, -1:]], dim=1)
+    return selected
 
 
 @contextlib.contextmanager
@@ -165,6 +196,7 @@ def score_batch(
     prefix_cache: Any | None = None,
     *,
     scores: Sequence[str] = SCORE_KEYS,
+    graph_inputs: torch.Tensor | None = None,
 ) -> list[dict[str, float]]:
     """Scores of one prompt-aligned batch: a no-grad prefix, then a grad pass over the suffix only.
 
@@ -174,11 +206,12 @@ def score_batch(
     the KV cache of exactly the columns before tau (e.g. kept from generation); it is extended.
     The gradients at the output projection are formed in closed form and in chunks
     (`analytic_head`) unless the model transforms its logits after the projection (soft-capping),
-    in which case autograd differentiates through that transformation.
+    in which case autograd differentiates through that transformation. `graph_inputs` (B, suffix
+    columns, d), when given, replace the layers below the graph (see score_with_prefix_cache).
     """
     split = batch.semantic_column(position)
     cache = prefix_cache if prefix_cache is not None or split == 0 else _prefix_cache(model, batch, split)
-    capture, logits = _suffix_forward_with_capture(model, batch, split, cache, band)
+    capture, logits = _suffix_forward_with_capture(model, batch, split, cache, band, graph_inputs)
     band_tensors = [capture.band_inputs[i] for i in band]
     keep = batch.max_response_length + 1
     start = batch.prompt_width
@@ -235,18 +268,30 @@ def _prefix_cache(model: nn.Module, batch: TeacherForcedBatch, split: int) -> An
 
 
 def _suffix_forward_with_capture(
-    model: nn.Module, batch: TeacherForcedBatch, split: int, cache: Any, band: list[int]
+    model: nn.Module, batch: TeacherForcedBatch, split: int, cache: Any, band: list[int],
+    graph_inputs: torch.Tensor | None = None,
 ) -> tuple[_Capture, torch.Tensor]:
-    """The grad-enabled forward over columns split..end; returns the hooks' captures and the logits."""
+    """The grad-enabled forward over columns split..end; returns the hooks' captures and the logits.
+
+    With `graph_inputs` the layers below the graph return their input unchanged and the graph's
+    first layer takes `graph_inputs` instead.
+    """
     layers = decoder_layers(model)
     num_layers = len(layers)
-    graph_start = min(band[0], num_layers - 1)
+    graph_start = graph_start_layer(num_layers, band)
     capture = _Capture()
 
     def layer_input_hook(index: int):
         def hook(module: nn.Module, args: tuple, kwargs: dict):
             hidden = args[0] if args else kwargs["hidden_states"]
             if index == graph_start:
+                if graph_inputs is not None:
+                    if graph_inputs.shape != hidden.shape:
+                        raise ValueError(
+                            f"graph_inputs of shape {tuple(graph_inputs.shape)} cannot stand in for layer {index}'s "
+                            f"input of shape {tuple(hidden.shape)}."
+                        )
+                    hidden = graph_inputs.to(hidden.dtype)
                 hidden = hidden.detach().requires_grad_(True)
             capture.band_inputs[index] = hidden
             return ((hidden, *args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": hidden})
@@ -261,16 +306,18 @@ def _suffix_forward_with_capture(
     handles.append(output_projection(model).register_forward_hook(head_hook))
     keep = batch.max_response_length + 1
     cache_kwargs = {} if cache is None else {cache_argument(model): cache}
+    bypass = layers_bypassed(layers[:graph_start]) if graph_inputs is not None else contextlib.nullcontext()
     try:
-        outputs = model(
-            input_ids=batch.input_ids[:, split:],
-            attention_mask=batch.attention_mask,
-            position_ids=batch.position_ids[:, split:],
-            use_cache=cache is not None,
-            output_hidden_states=num_layers in band,
-            **cache_kwargs,
-            **logits_to_keep_kwargs(model, keep),
-        )
+        with bypass:
+            outputs = model(
+                input_ids=batch.input_ids[:, split:],
+                attention_mask=batch.attention_mask,
+                position_ids=batch.position_ids[:, split:],
+                use_cache=cache is not None,
+                output_hidden_states=num_layers in band,
+                **cache_kwargs,
+                **logits_to_keep_kwargs(model, keep),
+            )
     finally:
         for handle in handles:
             handle.remove()

@@ -67,6 +67,39 @@ def resolve_layers(num_layers: int, layers: Sequence[int] | None) -> list[int]:
     return resolved
 
 
+def graph_start_layer(num_layers: int, band: Sequence[int]) -> int:
+    """The decoder layer whose input starts the grad pass's graph: the lowest band layer's.
+
+    Band index `num_layers` (the final normed output) has no layer of its own; its graph starts
+    at the last layer's input.
+    """
+    return min(band[0], num_layers - 1)
+
+
+@contextlib.contextmanager
+def layers_bypassed(layers: Sequence[nn.Module]) -> Iterator[None]:
+    """Let these decoder layers return their input unchanged, e.g. when the layer above gets its input elsewhere.
+
+    Only valid for layers that return a plain hidden-states tensor. Any instance-level `forward`
+    (e.g. accelerate's device hooks) is put back afterwards.
+    """
+    saved = [layer.__dict__.get("forward") for layer in layers]
+    for layer in layers:
+        layer.forward = _return_hidden_states
+    try:
+        yield
+    finally:
+        for layer, forward in zip(layers, saved):
+            if forward is None:
+                del layer.forward
+            else:
+                layer.forward = forward
+
+
+def _return_hidden_states(*args: Any, **kwargs: Any) -> torch.Tensor:
+    return args[0] if args else kwargs["hidden_states"]
+
+
 @contextlib.contextmanager
 def frozen_for_scoring(model: nn.Module) -> Iterator[None]:
     """Turn off every parameter's requires_grad and dropout while scoring, then restore both.
