@@ -178,9 +178,39 @@ def test_grad_pass_takes_the_lower_layers_outputs_from_generation(tmp_path):
 
     lm._score_answers = count_lowest_layer_runs
     lm.generate_until(requests)
-    assert lowest_layer_runs == []
+    assert lm._lower_layer_reuse is True
+    assert lowest_layer_runs == [1]  # once, in the one-answer check that reruns them
     records = [lm.score_store.get(request.args) for request in requests]
     prompts = [lm.tok_encode(c) for c in contexts]
     fresh = score(lm.model, prompts, [r["response_ids"] for r in records], position=-2, scores=lm.computed_scores)
+    for i, record in enumerate(records):
+        assert_close(record["scores"], fresh[i], i)
+
+
+def test_lower_layer_outputs_are_not_reused_when_upper_layers_need_more_than_them(tmp_path):
+    """A model whose upper layer reads a value its lowest layer computes (as key/value sharing does)."""
+    from lm_eval.api.instance import Instance
+
+    from lm_eval_semgrad import score
+    from lm_eval_semgrad.harness.model import SemGradHFLM
+    from test_scoring_exact import assert_close
+    from tiny_models import save_tiny_chat_model
+
+    model_dir = save_tiny_chat_model(tmp_path / "m")
+    lm = SemGradHFLM(pretrained=str(model_dir), device="cpu", batch_size=2, semgrad_position=-1)
+    layers = lm.model.model.layers
+    side = {}  # per column, so the model stays causal: prefix and suffix passes compute what one pass would
+    layers[0].mlp.register_forward_hook(lambda module, args, output: side.__setitem__("x", output.mean(-1, keepdim=True)))
+    layers[3].mlp.register_forward_hook(lambda module, args, output: output + side["x"])
+    contexts = ["what is the number 1 ?", "name the gas called oxygen"]
+    requests = [
+        Instance("generate_until", doc={}, arguments=(c, {"until": ["\n\n"], "max_gen_toks": 6, "do_sample": False}), idx=0)
+        for c in contexts
+    ]
+    lm.generate_until(requests)
+    assert lm._lower_layer_reuse is False
+    records = [lm.score_store.get(request.args) for request in requests]
+    fresh = score(lm.model, [lm.tok_encode(c) for c in contexts], [r["response_ids"] for r in records], position=-1,
+                  scores=lm.computed_scores)
     for i, record in enumerate(records):
         assert_close(record["scores"], fresh[i], i)

@@ -15,6 +15,7 @@ from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 
 from ..scoring import score, score_with_prefix_cache
+from ..scoring.cache_rows import select_cache_rows
 from ..scoring.layer_inputs import LayerInputRecorder
 from ..scoring.memory import GradPassMemory, cache_bytes, grad_pass_memory
 from ..scoring.model_access import decoder_layers, graph_start_layer, resolve_layers
@@ -45,6 +46,7 @@ class SemGradHFLM(HFLM):
         self._pending: deque[Record | None] = deque()
         self._checked_prompt_format = False
         self._grad_pass_memory: GradPassMemory | None = None
+        self._lower_layer_reuse: bool | None = None  # None: not yet checked on this model
         pretrained = resolve_embedded_model(pretrained, kwargs)
         super().__init__(pretrained, **kwargs)
         self._split_data_across_cpu_processes()
@@ -204,6 +206,10 @@ class SemGradHFLM(HFLM):
         """
         if not hasattr(cache, "crop") or not hasattr(cache, "get_seq_length"):
             return None
+        if graph_inputs is not None and self._lower_layer_reuse is None:
+            self._lower_layer_reuse = self._lower_layer_reuse_agrees(prompts, answers, cache, graph_inputs)
+        if not self._lower_layer_reuse:
+            graph_inputs = None
         memory_budget = self._memory_budget(cache)
         try:
             return score_with_prefix_cache(
@@ -214,6 +220,40 @@ class SemGradHFLM(HFLM):
             torch.cuda.empty_cache()
             logger.warning("semgrad-hf: out of memory scoring the whole generation batch; scoring in smaller batches")
             return None
+
+    def _lower_layer_reuse_agrees(self, prompts, answers, cache, graph_inputs: torch.Tensor) -> bool:
+        """Once per model: one answer's SemGrad with the recorded lower-layer outputs and with those layers rerun.
+
+        They must agree, or the recorded outputs are never used: some architectures feed upper
+        layers more than the hidden states (e.g. key/value states shared from lower layers).
+        """
+        if not hasattr(cache, "batch_select_indices"):
+            return False
+        row = max(range(len(prompts)), key=lambda i: len(prompts[i]))  # its prompt spans the cache's width
+        common = dict(position=self.semgrad_position, layers=self.semgrad_layers, scores=("semgrad",))
+        try:  # first, so that nothing a rerun of the lower layers leaves behind can help it
+            reused = score_with_prefix_cache(
+                self.model, [prompts[row]], [answers[row]], select_cache_rows(cache, [row]),
+                graph_inputs=graph_inputs[row : row + 1], **common,
+            )[0]["semgrad"]
+        except torch.cuda.OutOfMemoryError:
+            raise
+        except (RuntimeError, ValueError, IndexError, KeyError, TypeError) as error:  # the model needs its lower layers
+            reused = float("nan")
+            logger.info("semgrad-hf: the grad pass without the lower layers failed: %s", error)
+        rerun = score_with_prefix_cache(
+            self.model, [prompts[row]], [answers[row]], select_cache_rows(cache, [row]), **common
+        )[0]["semgrad"]
+        difference = abs(reused - rerun) / max(abs(rerun), 1e-30)  # NaN when the pass without them failed
+        tolerance = 1e-3 if graph_inputs.dtype == torch.float32 else 5e-2
+        if not difference <= tolerance:
+            logger.warning(
+                "semgrad-hf: SemGrad from generation's lower-layer outputs does not match a rerun of those layers "
+                "(relative difference %.1e on one answer), so this model's grad passes rerun them.", difference,
+            )
+            return False
+        logger.info("semgrad-hf: the grad pass takes the layers below the band from generation (checked: %.1e)", difference)
+        return True
 
     def _memory_budget(self, cache: Any) -> tuple[GradPassMemory, float] | None:
         """The model's measured grad-pass memory and the `semgrad_memory` budget; None: no limit.
