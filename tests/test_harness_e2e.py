@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import os
 import socket
 import sys
@@ -76,6 +77,14 @@ def test_multiple_choice_task_runs_unchanged_with_one_warning(first_run):
     assert "acc,none" in results
     assert not any(key.startswith(METHODS) for key in results)
     assert result.stderr.count("no uncertainty is computed for non-generative tasks") == 1
+
+
+def test_the_log_shows_the_settings_and_what_the_grad_passes_cost(first_run):
+    """Our INFO lines reach lm-eval's log (they sit under its `lm_eval` logger)."""
+    _, result = first_run
+    assert re.search(r"semgrad-hf: position -?\d+ \(", result.stderr)
+    match = re.search(r"semgrad-hf: generation took ([\d.]+) s, the grad passes ([\d.]+) s", result.stderr)
+    assert match and float(match.group(1)) > 0 and float(match.group(2)) > 0
 
 
 def test_sample_log_has_scores_and_the_correctness_label_used(first_run):

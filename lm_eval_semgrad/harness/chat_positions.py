@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import logging
+from .logs import harness_logger
 
-logger = logging.getLogger(__name__)
+logger = harness_logger(__name__)
 
 # marker token of the assistant header -> offset of tau from that marker (SEMGRAD.md reference values)
 ASSISTANT_MARKERS = {

@@ -8,12 +8,12 @@
 from __future__ import annotations
 
 import functools
-import logging
 from typing import Any
 
 from .task_hooks import UncertaintyAggregation, UncertaintySample, attach_uncertainty_metrics
+from .logs import harness_logger
 
-logger = logging.getLogger(__name__)
+logger = harness_logger(__name__)
 
 SAMPLE_FIELD = "uncertainty"
 
@@ -65,6 +65,7 @@ def _wrap_evaluate(original):
             if name not in skipped:
                 attach_uncertainty_metrics(task, model.score_store, model.semgrad)
         results = original(lm, task_dict, *args, **kwargs)
+        _log_cost(model)
         if results is not None and results.get("samples"):
             for rows in results["samples"].values():
                 for row in rows:
@@ -73,6 +74,15 @@ def _wrap_evaluate(original):
 
     evaluate._semgrad_wrapped = True
     return evaluate
+
+
+def _log_cost(model) -> None:
+    generation, grad_pass = model.seconds["generation"], model.seconds["grad_pass"]
+    if generation > 0:
+        logger.info(
+            "semgrad-hf: generation took %.1f s, the grad passes %.1f s (%.0f%% of generation; memory probe and "
+            "checks included)", generation, grad_pass, 100 * grad_pass / generation,
+        )
 
 
 def _tidy_sample_row(row: dict[str, Any], model) -> None:

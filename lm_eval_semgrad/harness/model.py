@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import logging
+import time
 from collections import deque
 from dataclasses import replace
 from collections.abc import Sequence
@@ -25,8 +25,9 @@ from .embedded_models import resolve_embedded_model
 from .response_tokens import answer_token_ids
 from .score_store import Record, ScoreStore
 from .settings import SemGradSettings, computed_scores, pop_settings
+from .logs import harness_logger
 
-logger = logging.getLogger(__name__)
+logger = harness_logger(__name__)
 
 DEFAULT_SEMGRAD_BATCH_SIZE = 8
 
@@ -47,6 +48,7 @@ class SemGradHFLM(HFLM):
         self._checked_prompt_format = False
         self._grad_pass_memory: GradPassMemory | None = None
         self._lower_layer_reuse: bool | None = None  # None: not yet checked on this model
+        self.seconds = {"generation": 0.0, "grad_pass": 0.0}  # wall time of this model's generate_until calls
         pretrained = resolve_embedded_model(pretrained, kwargs)
         super().__init__(pretrained, **kwargs)
         self._split_data_across_cpu_processes()
@@ -150,8 +152,10 @@ class SemGradHFLM(HFLM):
         if self.semgrad.reuse_cache:
             generation_kwargs["return_dict_in_generate"] = True
             recorder = self._graph_input_recorder(context.shape[1])
+        started = time.perf_counter()
         with recorder or contextlib.nullcontext():
             output = super()._model_generate(context, max_length, stop, **generation_kwargs)
+        self.seconds["generation"] += time.perf_counter() - started
         sequences = output.sequences if self.semgrad.reuse_cache else output
         attention_mask = generation_kwargs.get("attention_mask")
         prompts, answers = [], []
@@ -169,7 +173,9 @@ class SemGradHFLM(HFLM):
         cache = _generation_cache(output) if self.semgrad.reuse_cache else None
         graph_inputs = None if recorder is None else recorder.inputs(fed_columns=sequences.shape[1] - 1)
         del output
+        started = time.perf_counter()
         self._pending.extend(self._score_answers(prompts, answers, cache, graph_inputs))
+        self.seconds["grad_pass"] += time.perf_counter() - started
         return sequences
 
     def _graph_input_recorder(self, prompt_width: int) -> LayerInputRecorder | None:

@@ -10,7 +10,6 @@ remember the document id it last handed out (the evaluator calls them in lock-st
 
 from __future__ import annotations
 
-import logging
 import math
 import warnings
 from collections.abc import Callable, Sequence
@@ -22,8 +21,9 @@ import numpy as np
 from ..metrics import HIGHER_IS_BETTER, METRICS, bootstrap_ci
 from .score_store import Record, ScoreStore
 from .settings import SemGradSettings
+from .logs import harness_logger
 
-logger = logging.getLogger(__name__)
+logger = harness_logger(__name__)
 
 MAX_BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 1234

@@ -1,0 +1,13 @@
+"""Loggers of the harness side, placed under lm-eval's own `lm_eval` logger.
+
+lm-eval configures only that logger (level from --verbosity / LMEVAL_LOG_LEVEL, its handler and
+format); a logger outside it would drop our INFO lines (position, memory, cost of a run).
+"""
+
+from __future__ import annotations
+
+import logging
+
+
+def harness_logger(module_name: str) -> logging.Logger:
+    return logging.getLogger(f"lm_eval.{module_name}")
