@@ -96,7 +96,9 @@ def score_with_prefix_cache(
     `graph_inputs` (rows, columns, d), if given, are the inputs of the graph's lowest layer
     (`graph_start_layer`) at the columns from tau on, as generation computed them
     (`LayerInputRecorder`): the layers below it are then not run again. The last answer token's
-    column may be missing (generation never feeds its final token); no score depends on it.
+    column may be missing (generation never feeds its final token); no score depends on it. This
+    is exact only for models whose upper layers see the lower ones through that input alone (not,
+    e.g., through key/value states shared across layers): `semgrad-hf` checks it once per model.
     """
     validate_inputs(model, prompt_ids, response_ids, position, 1)
     keys = _checked_score_keys(scores)
