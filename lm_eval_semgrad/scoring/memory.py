@@ -8,7 +8,10 @@ no more memory than generation's own cache.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,9 +104,33 @@ def allocator_peak(device: torch.device, run: Callable[[], Any]) -> float:
         raise _NoPeakReading(device.type)
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+    with _native_stderr_silenced():
+        prof.start()
+    try:
         run()
+    finally:
+        with _native_stderr_silenced():
+            prof.stop()
     return float(max((level for _, level in cpu_allocation_timeline(prof)), default=0))
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """File descriptor 2 to /dev/null: the profiler's native code prints a line there at each start and stop."""
+    try:
+        sys.stderr.flush()
+        saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    except (OSError, ValueError):  # no usable descriptor 2: nothing to silence
+        yield
+        return
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def cpu_allocation_timeline(prof: Any) -> list[tuple[int, int]]:
