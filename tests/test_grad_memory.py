@@ -160,7 +160,7 @@ def test_semgrad_hf_splits_the_grad_pass_under_a_small_budget_with_unchanged_sco
         context = torch.tensor([[0] * (width - len(p)) + p for p in PROMPTS])
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in PROMPTS])
         lm._model_generate(context, width + 8, [], attention_mask=mask, do_sample=False)
-        return [record["scores"] for record in lm._pending]
+        return [pending.answer.record["scores"] for pending in lm._pending]
 
     unbounded = pending_scores(semgrad_memory="unbounded")
     tight = pending_scores(semgrad_memory="0.00001")

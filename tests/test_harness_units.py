@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from lm_eval_semgrad.harness.chat_positions import chat_template_position
+from lm_eval_semgrad.hf.chat_positions import chat_template_position
 from lm_eval_semgrad.harness.response_tokens import answer_token_ids
-from lm_eval_semgrad.harness.settings import DEFAULT_METHODS, pop_settings
+from lm_eval_semgrad.hf.options import DEFAULT_METHODS, pop_settings
 from tiny_models import build_chat_tokenizer
 
 
@@ -109,7 +109,7 @@ def test_auto_position_without_known_template_says_how_to_fix(tmp_path):
     with pytest.raises(ValueError, match="Pass a number .* or run `lm-eval-semgrad calibrate`"):
         SemGradHFLM(pretrained=str(model_dir), device="cpu", semgrad_position="auto")
     model = SemGradHFLM(pretrained=str(model_dir), device="cpu")
-    assert model.semgrad_position == -1 and model.position_source.startswith("default")
+    assert model.semgrad_position == -1 and model.semantic.position_source.startswith("default")
 
 
 def test_calibration_file_sets_position_and_layers(tmp_path):
@@ -137,7 +137,7 @@ def test_calibration_file_sets_position_and_layers(tmp_path):
 
 def test_output_projection_scores_are_computed_only_when_asked_for(tmp_path):
     from lm_eval_semgrad.harness.model import SemGradHFLM
-    from lm_eval_semgrad.harness.task_hooks import UncertaintySample
+    from lm_eval_semgrad.sample_metrics import UncertaintySample
     from tiny_models import save_tiny_chat_model
 
     model_dir = save_tiny_chat_model(tmp_path / "m")
@@ -180,7 +180,7 @@ def test_grad_pass_takes_the_lower_layers_outputs_from_generation(tmp_path):
     lm.generate_until(requests)
     assert lm._lower_layer_reuse is True
     assert lowest_layer_runs == [1]  # once, in the one-answer check that reruns them
-    records = [lm.score_store.get(request.args) for request in requests]
+    records = [request.semgrad_answers[0].record for request in requests]
     prompts = [lm.tok_encode(c) for c in contexts]
     fresh = score(lm.model, prompts, [r["response_ids"] for r in records], position=-2, scores=lm.computed_scores)
     for i, record in enumerate(records):
@@ -209,7 +209,7 @@ def test_lower_layer_outputs_are_not_reused_when_upper_layers_need_more_than_the
     ]
     lm.generate_until(requests)
     assert lm._lower_layer_reuse is False
-    records = [lm.score_store.get(request.args) for request in requests]
+    records = [request.semgrad_answers[0].record for request in requests]
     fresh = score(lm.model, [lm.tok_encode(c) for c in contexts], [r["response_ids"] for r in records], position=-1,
                   scores=lm.computed_scores)
     for i, record in enumerate(records):

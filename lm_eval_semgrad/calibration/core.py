@@ -359,8 +359,8 @@ def _version(package: str) -> str | None:
 
 def known_family_position(tokenizer: Any) -> int | None:
     """The shipped reference position for a known chat-template family (Llama-3, ChatML/Qwen,
-    Mistral), or None: delegates to `harness.chat_positions` (the one table of shipped positions)."""
-    from ..harness.chat_positions import chat_template_position
+    Mistral), or None: delegates to `hf.chat_positions` (the one table of shipped positions)."""
+    from ..hf.chat_positions import chat_template_position
 
     return chat_template_position(tokenizer)
 
@@ -482,12 +482,12 @@ def load_calibration(path: str | Path, *, model_name: str | None = None, num_lay
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(
             f"{path} is not a calibration file: not valid JSON ({error}). Create one with "
-            "`lm-eval-semgrad calibrate --model_args pretrained=... --output FILE`."
+            "`lm-eval-semgrad calibrate --model_args pretrained=... --output_path FILE`."
         ) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
         raise ValueError(
             f"{path} is not a calibration file (no \"format\": \"{FORMAT_NAME}\" entry). Create one with "
-            "`lm-eval-semgrad calibrate --model_args pretrained=... --output FILE`."
+            "`lm-eval-semgrad calibrate --model_args pretrained=... --output_path FILE`."
         )
     version = data.get("format_version")
     if not _is_int(version):
@@ -510,7 +510,7 @@ def load_calibration(path: str | Path, *, model_name: str | None = None, num_lay
         raise ValueError(
             f"{path} was made for model {cal.model_name!r}, but the model being evaluated is {model_name!r}. "
             f"Calibrate this model (`lm-eval-semgrad calibrate --model_args pretrained={model_name} "
-            "--output FILE`) and pass that file, or pass the calibration file made for this model."
+            "--output_path FILE`) and pass that file, or pass the calibration file made for this model."
         )
     if num_layers is not None and cal.num_layers != num_layers:
         raise ValueError(

@@ -21,7 +21,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from ..harness.prompt_encoding import special_tokens_kwargs
+from ..hf.prompt_encoding import special_tokens_kwargs
 
 #: The `semgrad_*` tasks' doc_to_text (task_configs/_semgrad_template_yaml), `{question}` = the question.
 DEFAULT_PROMPT_TEMPLATE = "Please directly answer the following question with one or few words:\n{question}"

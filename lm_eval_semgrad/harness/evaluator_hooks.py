@@ -1,7 +1,8 @@
 """Hooks into lm-eval's evaluator, active only for runs whose model is `semgrad-hf`.
 
-- `evaluate` gives each generative task the uncertainty metrics (`task_hooks`) and afterwards
-  rewrites the logged samples so each holds its scores and correctness label in plain fields.
+- `evaluate` gives each generative task the uncertainty metrics (`task_hooks`), lets answers served
+  from lm-eval's request cache (`--use_cache`) find their scores, and afterwards rewrites the logged
+  samples so each holds its scores and correctness label in one plain `uncertainty` field.
 - `stderr_for_metric` lets our aggregations report their own bootstrap standard error.
 """
 
@@ -10,12 +11,12 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from .task_hooks import UncertaintyAggregation, UncertaintySample, attach_uncertainty_metrics
-from .logs import harness_logger
+from ..logs import get_logger
+from ..sample_log import SAMPLE_FIELD, uncertainty_field
+from ..sample_metrics import UncertaintyAggregation, UncertaintySample
+from .task_hooks import attach_uncertainty_metrics
 
-logger = harness_logger(__name__)
-
-SAMPLE_FIELD = "uncertainty"
+logger = get_logger(__name__)
 
 
 def install() -> None:
@@ -63,8 +64,9 @@ def _wrap_evaluate(original):
             )
         for name, task in tasks.items():
             if name not in skipped:
-                attach_uncertainty_metrics(task, model.score_store, model.semgrad)
-        results = original(lm, task_dict, *args, **kwargs)
+                attach_uncertainty_metrics(task, model.semgrad)
+        with _cached_answers_find_their_scores(lm, model):
+            results = original(lm, task_dict, *args, **kwargs)
         _log_cost(model)
         if results is not None and results.get("samples"):
             for rows in results["samples"].values():
@@ -74,6 +76,29 @@ def _wrap_evaluate(original):
 
     evaluate._semgrad_wrapped = True
     return evaluate
+
+
+class _cached_answers_find_their_scores:
+    """While evaluating through lm-eval's CachingLM, give the answers it serves from its cache their scores."""
+
+    def __init__(self, lm: Any, model: Any) -> None:
+        self.lm, self.model = lm, model
+
+    def __enter__(self) -> None:
+        if self.lm is self.model:
+            return
+        serve = self.lm.generate_until  # CachingLM builds this per attribute access
+
+        def generate_until(requests):
+            answers = serve(requests)
+            self.model.attach_cached_answers(requests, answers)
+            return answers
+
+        self.lm.generate_until = generate_until
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.lm is not self.model:
+            self.lm.__dict__.pop("generate_until", None)
 
 
 def _log_cost(model) -> None:
@@ -96,24 +121,9 @@ def _tidy_sample_row(row: dict[str, Any], model) -> None:
     if isinstance(row.get("metrics"), list):
         row["metrics"] = [name for name in row["metrics"] if name not in ours]
     row[SAMPLE_FIELD] = uncertainty_field(
-        sample.record, sample.correct, sample.label, model.semgrad_position, model.semgrad_layers
+        sample.record, sample.correct, sample.label, model.semgrad_position, model.semgrad_layers,
+        methods=model.semgrad.methods, missing_reason=sample.missing_reason,
     )
-
-
-def uncertainty_field(
-    record: dict[str, Any] | None, correct: int, label: str, position: int, layers: list[int] | None
-) -> dict[str, Any]:
-    """The `uncertainty` field of a logged sample (also written by `lm-eval-semgrad rescore`)."""
-    scores = None if record is None else record.get("scores")
-    return {
-        "scores": None if scores is None else dict(scores),
-        "correct": correct,
-        "correctness": label,
-        "response_ids": None if record is None else list(record["response_ids"]),
-        "prompt_len": None if record is None else record["prompt_len"],
-        "position": position,
-        "layers": "upper_half" if layers is None else list(layers),
-    }
 
 
 def _wrap_stderr_for_metric(original):

@@ -4,69 +4,94 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections import deque
-from dataclasses import replace
-from collections.abc import Sequence
+from collections import Counter, deque
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
-from lm_eval.api.model import CacheHook
+from lm_eval.api.instance import Instance
+from lm_eval.api.model import CacheHook, hash_args
 from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
+from lm_eval.models.utils import postprocess_generated_text
+from tqdm import tqdm
 
+from .. import __version__
+from ..hf.embedded_models import resolve_embedded_model
+from ..hf.options import SemGradSettings, computed_scores, pop_settings
+from ..hf.semantic_setup import SemanticSetup, model_name, resolve_semantic_setup
+from ..logs import get_logger
+from ..sample_log import Record
 from ..scoring import score, score_with_prefix_cache
 from ..scoring.cache_rows import select_cache_rows
 from ..scoring.layer_inputs import LayerInputRecorder
 from ..scoring.memory import GradPassMemory, cache_bytes, grad_pass_memory
-from ..scoring.model_access import decoder_layers, graph_start_layer, resolve_layers
+from ..scoring.model_access import decoder_layers, graph_start_layer, output_cache, resolve_layers
 from . import evaluator_hooks
-from .chat_positions import resolve_position
-from .embedded_models import resolve_embedded_model
 from .response_tokens import answer_token_ids
-from .score_store import Record, ScoreStore
-from .settings import SemGradSettings, computed_scores, pop_settings
-from .logs import harness_logger
+from .score_store import ScoreStore
 
-logger = harness_logger(__name__)
+logger = get_logger(__name__)
 
 DEFAULT_SEMGRAD_BATCH_SIZE = 8
+NO_SCORES_IN_CACHE = (
+    "the answer came from a --use_cache database that holds no scores for it (written by another model type such "
+    "as `hf`, or by an older lm-eval-semgrad): use a new --use_cache path, or score the saved samples with "
+    "`lm-eval-semgrad rescore`"
+)
+
+
+@dataclass(frozen=True)
+class ScoredAnswer:
+    """One generated answer as the uncertainty metrics see it: its record, or why it has none."""
+
+    record: Record | None
+    missing_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class _PendingAnswer:
+    """An answer of the last generation batch, waiting for the cache hook to name its request."""
+
+    text: str  # the answer text exactly as HFLM.generate_until will return it
+    answer: ScoredAnswer
 
 
 @register_model("semgrad-hf")
 class SemGradHFLM(HFLM):
     """HFLM plus a grad pass after each generation batch; everything else is HFLM's.
 
-    Model args: all of `hf`'s, plus the `semgrad_*` options in `settings.OPTION_HELP`;
-    `pretrained` may also be a short name from `embedded_models.EMBEDDED_MODELS`. Scores are
-    kept per request in `score_store` and turned into per-task metrics by `evaluator_hooks`.
+    Model args: all of `hf`'s, plus the `semgrad_*` options in `hf.options.OPTION_HELP`;
+    `pretrained` may also be a short name from `hf.embedded_models.EMBEDDED_MODELS`. Each request
+    instance gets its answers' `ScoredAnswer`s (attribute `semgrad_answers`), which the task hooks
+    turn into per-task metrics.
     """
 
     def __init__(self, pretrained: Any = None, **kwargs: Any) -> None:
         self.semgrad: SemGradSettings = pop_settings(kwargs)
-        self.score_store = ScoreStore()
-        self._pending: deque[Record | None] = deque()
+        if kwargs.get("think_end_token") is not None:
+            raise ValueError(
+                "semgrad-hf does not support think_end_token (reasoning models): lm-eval keeps only the text after "
+                "the reasoning, but the model generated that text after its reasoning, not after the prompt, so no "
+                "semantic position of the prompt describes it. Run without think_end_token / enable_thinking."
+            )
+        self._pending: deque[_PendingAnswer] = deque()
+        self._generated: list[tuple[tuple, str, ScoredAnswer]] = []  # (request args, text, answer) in generation order
         self._checked_prompt_format = False
         self._grad_pass_memory: GradPassMemory | None = None
         self._lower_layer_reuse: bool | None = None  # None: not yet checked on this model
+        self._progress: tqdm | None = None
         self.seconds = {"generation": 0.0, "grad_pass": 0.0}  # wall time of this model's generate_until calls
         pretrained = resolve_embedded_model(pretrained, kwargs)
         super().__init__(pretrained, **kwargs)
         self._split_data_across_cpu_processes()
-        if self.semgrad.calibration is not None:
-            self.semgrad_position, self.semgrad_layers = self._calibrated_position_and_layers()
-            self.position_source = f"calibration {self.semgrad.calibration}"
-        else:
-            self.semgrad_position, self.position_source = resolve_position(self.semgrad.position, self.tokenizer)
-            self.semgrad_layers = None if self.semgrad.layers is None else list(self.semgrad.layers)
+        self.semantic: SemanticSetup = resolve_semantic_setup(
+            self.semgrad, len(decoder_layers(self.model)), self.tokenizer, model_name(self.model)
+        )
+        self.score_store = ScoreStore(self._fingerprint())
         self._stop_token_ids = self._end_of_sequence_ids()
         evaluator_hooks.install()
-        logger.info(
-            "semgrad-hf: position %d (%s), layers %s, methods %s",
-            self.semgrad_position,
-            self.position_source,
-            "upper half" if self.semgrad_layers is None else self.semgrad_layers,
-            ", ".join(self.semgrad.methods),
-        )
+        logger.info("semgrad-hf: %s, methods %s", self.semantic.describe(), ", ".join(self.semgrad.methods))
 
     def _split_data_across_cpu_processes(self) -> None:
         """Data parallelism under `accelerate launch` also without GPUs (HFLM splits only across >1 GPU).
@@ -80,17 +105,23 @@ class SemGradHFLM(HFLM):
 
     # -- configuration -----------------------------------------------------------------------
 
-    def _calibrated_position_and_layers(self) -> tuple[int, list[int]]:
-        """Position and layers from a calibration file made for this model (checked by name and depth)."""
-        from ..calibration import load_calibration
+    @property
+    def semgrad_position(self) -> int:
+        return self.semantic.position
 
-        name = getattr(self.model, "name_or_path", None) or self.model.config._name_or_path
-        calibration = load_calibration(
-            self.semgrad.calibration, model_name=str(name), num_layers=len(decoder_layers(self.model))
-        )
-        for warning in calibration.format_warnings(self.tokenizer):
-            logger.warning("semgrad-hf: %s: %s", self.semgrad.calibration, warning)
-        return calibration.position, list(calibration.layers)
+    @property
+    def semgrad_layers(self) -> list[int] | None:
+        return self.semantic.layers_list
+
+    def _fingerprint(self) -> dict[str, Any]:
+        """Everything a stored score depends on: a record made otherwise is never reused."""
+        num_layers = len(decoder_layers(self.model))
+        return {
+            "model": str(self.pretrained), "revision": self.revision, "peft": self.peft, "delta": self.delta,
+            "dtype": str(self.model.dtype), "add_bos_token": self.add_bos_token,
+            "position": self.semgrad_position, "layers": resolve_layers(num_layers, self.semgrad_layers),
+            "version": __version__,
+        }
 
     def _end_of_sequence_ids(self) -> set[int]:
         """Token ids that end generation: the tokenizer's EOS and the generation config's."""
@@ -109,6 +140,22 @@ class SemGradHFLM(HFLM):
             return self.semgrad.batch_size
         return self.batch_size if isinstance(self.batch_size, int) else DEFAULT_SEMGRAD_BATCH_SIZE
 
+    def get_model_info(self) -> dict:
+        """HFLM's model info plus how the uncertainty scores were made (lands in the results file's config)."""
+        return {
+            **super().get_model_info(),
+            "semgrad": {
+                **self.semantic.as_record(),
+                "methods": list(self.semgrad.methods),
+                "computed_scores": list(self.computed_scores),
+                "correctness": "task's first metric >= 0.5" if self.semgrad.correctness_metric is None
+                else f"{self.semgrad.correctness_metric} >= {self.semgrad.correctness_threshold:g}",
+                "reuse_cache": self.semgrad.reuse_cache,
+                "memory": self.semgrad.memory,
+                "version": __version__,
+            },
+        }
+
     # -- the cache hook is where a generated answer meets its request --------------------------
 
     @property
@@ -118,21 +165,29 @@ class SemGradHFLM(HFLM):
     @cache_hook.setter
     def cache_hook(self, inner: CacheHook) -> None:
         self._recording_hook = _RecordingCacheHook(self, inner)
-        self.score_store.persistent = getattr(inner, "dbdict", None)
+        if hasattr(self, "score_store"):  # HFLM sets a first hook before the store exists
+            self.score_store.persistent = getattr(inner, "dbdict", None)
 
-    def record_answer(self, request_args: Sequence[Any]) -> None:
-        """Called once per answer, in generation order: file the pending record under its request."""
+    def answer_generated(self, request_args: tuple, text: str) -> None:
+        """Called by the cache hook once per answer, in generation order: pair it with the oldest pending answer."""
         if not self._pending:
-            return
-        record = self._pending.popleft()
-        if record is not None:
-            self.score_store.add(request_args, record)
+            raise RuntimeError(
+                "semgrad-hf: lm-eval reported a generated answer that no grad pass scored; the scores cannot be "
+                "paired with their requests (an lm-eval version with another generate_until?). Nothing was logged."
+            )
+        pending = self._pending.popleft()
+        if pending.text != text:
+            raise RuntimeError(
+                f"semgrad-hf: the answer lm-eval reported ({text[:60]!r}) is not the one scored next "
+                f"({pending.text[:60]!r}); the scores cannot be paired with their requests. Nothing was logged."
+            )
+        self._generated.append((tuple(request_args), text, pending.answer))
         if not self._checked_prompt_format:
             self._checked_prompt_format = True
             self._warn_if_prompt_lacks_chat_format(str(request_args[0]))
 
     def _warn_if_prompt_lacks_chat_format(self, context: str) -> None:
-        if self.position_source != "chat template":
+        if self.semantic.position_source != "chat template":
             return
         rendered = self.tokenizer.apply_chat_template(
             [{"role": "user", "content": "x"}], add_generation_prompt=True, tokenize=False
@@ -144,6 +199,79 @@ class SemGradHFLM(HFLM):
                 "end with its assistant header. Run with --apply_chat_template, or pass semgrad_position.",
                 self.semgrad_position,
             )
+
+    def generate_until(self, requests: list[Instance], disable_tqdm: bool = False) -> list[str]:
+        """HFLM's generation; afterwards each request instance holds its answers' scores (`semgrad_answers`)."""
+        self._pending.clear()
+        self._generated = []
+        self._progress = tqdm(
+            total=len(requests), desc="semgrad grad passes", unit="answer", position=1, leave=False,
+            disable=disable_tqdm or self.rank != 0,
+        )
+        try:
+            answers = super().generate_until(requests, disable_tqdm)
+        finally:
+            self._progress.close()
+            self._progress = None
+        if self._pending or len(self._generated) != len(requests):
+            raise RuntimeError(
+                f"semgrad-hf: {len(requests)} requests, {len(self._generated)} answers paired with scores and "
+                f"{len(self._pending)} scored answers left over; the scores cannot be paired with their requests."
+            )
+        by_request: dict[str, deque[tuple[str, ScoredAnswer]]] = {}
+        for args, text, answer in self._generated:
+            by_request.setdefault(hash_args("generate_until", args), deque()).append((text, answer))
+        for request, text in zip(requests, answers):
+            generated_text, answer = by_request[hash_args("generate_until", request.args)].popleft()
+            if generated_text != text:
+                raise RuntimeError(
+                    "semgrad-hf: lm-eval returned the answers of identical requests in another order than they were "
+                    "generated; the scores cannot be paired with their requests."
+                )
+            attach_answer(request, answer)
+            if answer.record is not None:
+                self.score_store.save(request.args, answer.record)
+        self._generated = []
+        return answers
+
+    def attach_cached_answers(self, requests: list[Instance], answers: list[str]) -> None:
+        """Scores for answers that came from lm-eval's request cache (`--use_cache`), which the model never saw.
+
+        A record with this run's settings is taken as it is; one made with other settings (another
+        position, layers, dtype, version) has its exact token ids scored again; an answer without
+        any record is reported as missing, with the reason.
+        """
+        stale: list[tuple[Instance, Record]] = []
+        without = 0
+        occurrences: Counter[int] = Counter()  # a request with repeats occurs once per answer
+        for request, text in zip(requests, answers):
+            occurrences[id(request)] += 1
+            if len(getattr(request, "semgrad_answers", None) or []) >= occurrences[id(request)]:
+                continue  # generated (and scored) in this run
+            current, old = self.score_store.find(request.args, text, self.computed_scores)
+            if current is not None:
+                attach_answer(request, ScoredAnswer(current))
+            elif old is not None:
+                stale.append((request, old))
+            else:
+                without += 1
+                attach_answer(request, ScoredAnswer(None, NO_SCORES_IN_CACHE))
+        if without:
+            logger.warning("semgrad-hf: %d cached answer(s) have no uncertainty scores: %s", without, NO_SCORES_IN_CACHE)
+        if stale:
+            logger.info(
+                "semgrad-hf: %d cached answer(s) were scored with other settings; scoring their token ids again",
+                len(stale),
+            )
+            started = time.perf_counter()
+            scores = self._score_with_backoff(
+                [list(record["prompt_ids"]) for _, record in stale], [list(record["response_ids"]) for _, record in stale]
+            )
+            self.seconds["grad_pass"] += time.perf_counter() - started
+            for (request, record), row_scores in zip(stale, scores):
+                fresh: Record = {**record, "scores": row_scores}
+                attach_answer(request, ScoredAnswer(fresh))
+                self.score_store.save(request.args, fresh)
 
     # -- generation + grad pass ----------------------------------------------------------------
 
@@ -158,25 +286,30 @@ class SemGradHFLM(HFLM):
         self.seconds["generation"] += time.perf_counter() - started
         sequences = output.sequences if self.semgrad.reuse_cache else output
         attention_mask = generation_kwargs.get("attention_mask")
-        prompts, answers = [], []
+        prompts, answers, texts = [], [], []
         for row in range(context.shape[0]):
             ids = context[row] if attention_mask is None else context[row][attention_mask[row].bool()]
             prompts.append(ids.tolist())
+            generated = sequences[row, context.shape[1] :].tolist()
+            texts.append(postprocess_generated_text(self.tok_decode(generated), stop, None))
             answers.append(
                 answer_token_ids(
-                    sequences[row, context.shape[1] :].tolist(),
-                    stop,
-                    self._stop_token_ids,
+                    generated, stop, self._stop_token_ids,
                     lambda tokens: self.tokenizer.decode(tokens, skip_special_tokens=False),
                 )
             )
-        cache = _generation_cache(output) if self.semgrad.reuse_cache else None
+        cache = output_cache(output) if self.semgrad.reuse_cache else None
         graph_inputs = None if recorder is None else recorder.inputs(fed_columns=sequences.shape[1] - 1)
         del output
         started = time.perf_counter()
-        self._pending.extend(self._score_answers(prompts, answers, cache, graph_inputs))
+        scored = self._score_answers(prompts, answers, texts, stop, cache, graph_inputs)
+        self._pending.extend(_PendingAnswer(text, answer) for text, answer in zip(texts, scored))
         self.seconds["grad_pass"] += time.perf_counter() - started
         return sequences
+
+    def _advance_progress(self, answers: int) -> None:
+        if self._progress is not None:
+            self._progress.update(answers)
 
     def _graph_input_recorder(self, prompt_width: int) -> LayerInputRecorder | None:
         """Records, during generation, the input of the grad pass's lowest layer (None: no layers below it)."""
@@ -187,23 +320,36 @@ class SemGradHFLM(HFLM):
         return LayerInputRecorder(self.model, start, first_column=prompt_width + self.semgrad_position)
 
     def _score_answers(
-        self, prompts: list[list[int]], answers: list[list[int]], generation_cache: Any | None,
-        graph_inputs: torch.Tensor | None = None,
-    ) -> list[Record | None]:
-        """Score the non-empty answers of one generation batch; empty answers get no record."""
-        rows = [i for i, answer in enumerate(answers) if answer]
+        self, prompts: list[list[int]], answers: list[list[int]], texts: list[str], stop: list[str],
+        generation_cache: Any | None, graph_inputs: torch.Tensor | None = None,
+    ) -> list[ScoredAnswer]:
+        """Score the answers of one generation batch whose token ids give their text; the others get a reason."""
+        reasons: list[str | None] = [None] * len(answers)
+        for row, (answer, text) in enumerate(zip(answers, texts)):
+            if not answer:
+                reasons[row] = "empty answer: no token to score"
+            elif postprocess_generated_text(self.tok_decode(answer), stop, None) != text:
+                reasons[row] = "the answer's token ids do not decode to its text (tokenizer round trip)"
+        rows = [i for i, reason in enumerate(reasons) if reason is None]
+        self._advance_progress(len(answers) - len(rows))
         if len(rows) < len(answers):
-            logger.warning("semgrad-hf: %d empty answer(s) have no uncertainty score", len(answers) - len(rows))
+            logger.warning(
+                "semgrad-hf: %d answer(s) have no uncertainty score: %s", len(answers) - len(rows),
+                "; ".join(sorted({r for r in reasons if r})),
+            )
+        scores = None
         if generation_cache is not None and len(rows) == len(answers):
             scores = self._score_from_generation_cache(prompts, answers, generation_cache, graph_inputs)
-        else:
-            scores = None
         if scores is None:
-            scores = self._score_with_backoff([prompts[i] for i in rows], [answers[i] for i in rows])
-        records: list[Record | None] = [None] * len(answers)
+            scores = self._score_with_backoff([prompts[i] for i in rows], [answers[i] for i in rows]) if rows else []
+        scored = [ScoredAnswer(None, reason) for reason in reasons]
         for row, row_scores in zip(rows, scores):
-            records[row] = {"scores": row_scores, "response_ids": answers[row], "prompt_len": len(prompts[row])}
-        return records
+            record: Record = {
+                "scores": row_scores, "response_ids": answers[row], "prompt_ids": prompts[row],
+                "prompt_len": len(prompts[row]), "response": texts[row],
+            }
+            scored[row] = ScoredAnswer(record)
+        return scored
 
     def _score_from_generation_cache(self, prompts, answers, cache, graph_inputs) -> list[dict[str, float]] | None:
         """The grad pass on generation's own batch, prompt KV cache and (if recorded) lower layers' outputs.
@@ -221,6 +367,7 @@ class SemGradHFLM(HFLM):
             return score_with_prefix_cache(
                 self.model, prompts, answers, cache, position=self.semgrad_position, layers=self.semgrad_layers,
                 memory_budget=memory_budget, scores=self.computed_scores, graph_inputs=graph_inputs,
+                progress=self._advance_progress,
             )
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
@@ -286,8 +433,8 @@ class SemGradHFLM(HFLM):
         while True:
             try:
                 return score(
-                    self.model, prompts, answers, position=self.semgrad_position,
-                    layers=self.semgrad_layers, batch_size=batch_size, scores=self.computed_scores,
+                    self.model, prompts, answers, position=self.semgrad_position, layers=self.semgrad_layers,
+                    batch_size=batch_size, scores=self.computed_scores, progress=self._advance_progress,
                 )
             except torch.cuda.OutOfMemoryError:
                 if batch_size == 1:
@@ -298,8 +445,11 @@ class SemGradHFLM(HFLM):
                 self.semgrad = replace(self.semgrad, batch_size=batch_size)
 
 
-def _generation_cache(output: Any) -> Any | None:
-    return getattr(output, "past_key_values", None) or getattr(output, "cache", None)
+def attach_answer(request: Instance, answer: ScoredAnswer) -> None:
+    """Append one answer's scores to its request instance (a request with repeats gets one per answer)."""
+    if getattr(request, "semgrad_answers", None) is None:
+        request.semgrad_answers = []  # type: ignore[attr-defined]
+    request.semgrad_answers.append(answer)  # type: ignore[attr-defined]
 
 
 class _RecordingCacheHook(CacheHook):
@@ -312,4 +462,4 @@ class _RecordingCacheHook(CacheHook):
     def add_partial(self, attr: str, req, res) -> None:
         self.inner.add_partial(attr, req, res)
         if attr == "generate_until":
-            self.model.record_answer(req)
+            self.model.answer_generated(req, res)

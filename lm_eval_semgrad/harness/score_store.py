@@ -1,42 +1,61 @@
-"""Per-request uncertainty records, keyed like lm-eval's request cache so resumed runs keep them."""
+"""Scored answers kept in lm-eval's request cache (`--use_cache`), so that a resumed run keeps its scores.
+
+A resumed run's cached answers never reach the model, so their scores must come from the cache
+too. Records are stored under the request's arguments (as `CachingLM` keys answers), one list per
+request holding every answer generated for it, each with the answer text and the `fingerprint` of
+everything that changes a score (model, revision, dtype, semantic position and layers, plugin
+version). A cached answer takes the record whose text is that answer's and whose fingerprint is
+the run's; a record made with other settings is never reused (`find` returns it as stale, so its
+exact token ids can be scored again).
+"""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Collection, MutableMapping, Sequence
 from typing import Any
 
 from lm_eval.api.model import hash_args
 
-Record = dict[str, Any]  # {"scores": {name: float}, "response_ids": [...], "prompt_len": int}
+from ..sample_log import Record
 
 _ATTR = "semgrad_scores"  # distinct from "generate_until", so cached answers and scores never collide
 
 
 class ScoreStore:
-    """Records of generated answers, one list per request (its repeats in generation order).
+    """Records of generated answers in a persistent mapping (the request cache's SQLite dict)."""
 
-    Requests are keyed by their arguments, as `CachingLM` keys answers. With `--use_cache` the
-    records are also written to the same SQLite cache, so a resumed run (whose cached answers never
-    reach the model) finds the scores that were computed when the answers were generated.
-    """
-
-    def __init__(self) -> None:
-        self._records: dict[str, list[Record]] = defaultdict(list)
+    def __init__(self, fingerprint: dict[str, Any]) -> None:
+        self.fingerprint = fingerprint
         self.persistent: MutableMapping[str, Any] | None = None
 
-    def add(self, request_args: Sequence[Any], record: Record) -> None:
+    def save(self, request_args: Sequence[Any], record: Record) -> None:
+        """Keep `record` for a resumed run (nothing to do without --use_cache)."""
+        if self.persistent is None:
+            return
         key = hash_args(_ATTR, request_args)
-        self._records[key].append(record)
-        if self.persistent is not None:
-            self.persistent[key] = self._records[key]
+        stored = [r for r in self._stored(key) if not (r.get("response") == record["response"] and self._current(r))]
+        self.persistent[key] = [*stored, {**record, "fingerprint": self.fingerprint}]
 
-    def get(self, request_args: Sequence[Any], repeat: int = 0) -> Record | None:
-        """The record of the `repeat`-th generation for these arguments, or None if never scored."""
-        key = hash_args(_ATTR, request_args)
-        records = self._records.get(key)
-        if not records and self.persistent is not None and key in self.persistent:
-            records = self._records[key] = list(self.persistent[key])
-        if records and repeat < len(records):
-            return records[repeat]
-        return None
+    def find(self, request_args: Sequence[Any], response: str, methods: Collection[str]) -> tuple[Record | None, Record | None]:
+        """(current, stale) records of this answer: one made with this run's settings covering `methods`, else
+        one made otherwise (its token ids can be scored again), else None for both."""
+        if self.persistent is None:
+            return None, None
+        matching = [r for r in self._stored(hash_args(_ATTR, request_args)) if r.get("response") == response]
+        for record in matching:
+            if self._current(record) and set(methods) <= set(record.get("scores") or {}):
+                return _without_fingerprint(record), None
+        stale = next((r for r in matching if r.get("prompt_ids") and r.get("response_ids")), None)
+        return None, None if stale is None else _without_fingerprint(stale)
+
+    def _stored(self, key: str) -> list[dict[str, Any]]:
+        assert self.persistent is not None
+        value = self.persistent.get(key)
+        return [r for r in value if isinstance(r, dict)] if isinstance(value, list) else []
+
+    def _current(self, record: dict[str, Any]) -> bool:
+        return record.get("fingerprint") == self.fingerprint
+
+
+def _without_fingerprint(record: dict[str, Any]) -> Record:
+    return {key: value for key, value in record.items() if key != "fingerprint"}  # type: ignore[return-value]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from .logs import harness_logger
+from ..logs import get_logger
 
-logger = harness_logger(__name__)
+logger = get_logger(__name__)
 
 # marker token of the assistant header -> offset of tau from that marker (SEMGRAD.md reference values)
 ASSISTANT_MARKERS = {

@@ -1,7 +1,15 @@
-"""The `semgrad_*` model args of `semgrad-hf`: parsing, validation and their defaults."""
+"""The `semgrad_*` model args: parsing, validation and their defaults.
+
+Values arrive in whatever form lm-eval's parsers give them: the CLI (`key=value`, space-separated
+pairs) turns `-4` into the float `-4.0`, `true` into a bool, `512` into an int and `[12, 14]` into
+a list; a JSON `--model_args` keeps JSON types; `simple_parse_args_string` (Python's
+`create_from_arg_string`) gives ints, floats, bools and strings. Every parser below accepts each of
+these forms of a valid value and rejects anything else with a message naming the arg and the fix.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +38,7 @@ class SemGradSettings:
     """What `semgrad-hf` scores and how answers are labelled correct.
 
     `position` None means "not given": resolved from the chat template when the model loads.
+    `given` names the `semgrad_*` args that were passed, so that a command they do not apply to can say so.
     """
 
     position: int | str | None = None
@@ -41,6 +50,7 @@ class SemGradSettings:
     reuse_cache: bool = True
     calibration: str | None = None
     memory: str | float = "generation"  # or "unbounded", or a budget in MiB
+    given: tuple[str, ...] = ()
 
 
 def computed_scores(methods: Sequence[str]) -> tuple[str, ...]:
@@ -60,7 +70,7 @@ def pop_settings(model_args: dict[str, Any]) -> SemGradSettings:
         valid = "\n".join(f"  {name}: {text}" for name, text in OPTION_HELP.items())
         raise ValueError(f"unknown semgrad-hf model arg(s) {', '.join(unknown)}; valid ones are:\n{valid}")
     metric, threshold = parse_correctness(ours.get("semgrad_correctness"))
-    if "semgrad_calibration" in ours and ({"semgrad_position", "semgrad_layers"} & set(ours)):
+    if ours.get("semgrad_calibration") is not None and ({"semgrad_position", "semgrad_layers"} & set(ours)):
         raise ValueError(
             "semgrad_calibration sets the position and layers; pass it without semgrad_position/semgrad_layers."
         )
@@ -71,25 +81,31 @@ def pop_settings(model_args: dict[str, Any]) -> SemGradSettings:
         methods=parse_methods(ours.get("semgrad_methods")),
         correctness_metric=metric,
         correctness_threshold=threshold,
-        calibration=None if ours.get("semgrad_calibration") is None else str(ours["semgrad_calibration"]),
+        calibration=parse_path("semgrad_calibration", ours.get("semgrad_calibration")),
         reuse_cache=parse_bool("semgrad_reuse_cache", ours.get("semgrad_reuse_cache", True)),
         memory=parse_memory(ours.get("semgrad_memory", "generation")),
+        given=tuple(key for key, value in ours.items() if value is not None),
     )
 
 
-def parse_memory(value: Any) -> str | float:
-    text = str(value).strip().lower()
-    if text in ("generation", "unbounded"):
-        return text
-    try:
-        mebibytes = float(text)
-    except ValueError:
-        mebibytes = -1.0
-    if isinstance(value, bool) or not mebibytes > 0:
-        raise ValueError(
-            f"semgrad_memory={value!r} is not valid: pass 'generation', 'unbounded' or a positive number of MiB."
-        )
-    return mebibytes
+def _integral(value: Any) -> int | None:
+    """The int a CLI value stands for (-4, -4.0, "-4", " -4.0 "), or None when it is not an integral number."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return int(text)
+        except ValueError:
+            try:
+                value = float(text)
+            except ValueError:
+                return None
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return None
 
 
 def parse_position(value: Any) -> int | str | None:
@@ -97,11 +113,8 @@ def parse_position(value: Any) -> int | str | None:
         return None
     if isinstance(value, str) and value.strip().lower() == "auto":
         return "auto"
-    try:
-        position = int(value)
-    except (TypeError, ValueError):
-        position = 0
-    if isinstance(value, bool) or position >= 0 or str(position) != str(value).strip():
+    position = _integral(value)
+    if position is None or position >= 0:
         raise ValueError(
             f"semgrad_position={value!r} is not valid: pass a negative int counted from the prompt end "
             "(-1 = last prompt token) or 'auto'."
@@ -112,44 +125,76 @@ def parse_position(value: Any) -> int | str | None:
 def parse_layers(value: Any) -> tuple[int, ...] | None:
     if value is None or (isinstance(value, str) and value.strip().lower() == "upper_half"):
         return None
-    text = str(value).strip()
-    try:
+    problem = ValueError(
+        f"semgrad_layers={value!r} is not valid: use 'upper_half', an inclusive range like '16-31', "
+        "or hidden-state indices joined by ':' like '12:14:16'."
+    )
+    if isinstance(value, (list, tuple)):
+        parts: list[Any] = list(value)
+    elif isinstance(value, str):
+        text = value.strip()
         if "-" in text.lstrip("-"):
-            low, high = (int(part) for part in text.split("-", 1))
-            if low > high:
-                raise ValueError
+            low, high = (_integral(part) for part in text.split("-", 1))
+            if low is None or high is None or low > high:
+                raise problem
             return tuple(range(low, high + 1))
-        return tuple(int(part) for part in text.replace(";", ":").split(":") if part)
-    except ValueError:
-        raise ValueError(
-            f"semgrad_layers={value!r} is not valid: use 'upper_half', an inclusive range like '16-31', "
-            "or hidden-state indices joined by ':' like '12:14:16'."
-        ) from None
+        parts = [part for part in text.replace(";", ":").split(":") if part.strip()]
+    else:
+        parts = [value]
+    layers = [_integral(part) for part in parts]
+    if not layers or any(layer is None or layer < 0 for layer in layers):
+        raise problem
+    return tuple(layer for layer in layers if layer is not None)
 
 
 def parse_positive_int(name: str, value: Any) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    number = _integral(value)
+    if number is None or number < 1:
         raise ValueError(f"{name}={value!r} is not valid: pass a positive integer.")
-    return value
+    return number
 
 
 def parse_bool(name: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
-    if text in ("true", "1", "yes"):
+    if text in ("true", "1", "1.0", "yes"):
         return True
-    if text in ("false", "0", "no"):
+    if text in ("false", "0", "0.0", "no"):
         return False
     raise ValueError(f"{name}={value!r} is not valid: pass true or false.")
+
+
+def parse_path(name: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, (dict, list, tuple, bool)) or not str(value).strip():
+        raise ValueError(f"{name}={value!r} is not valid: pass the path of a file.")
+    return str(value).strip()
+
+
+def parse_memory(value: Any) -> str | float:
+    text = str(value).strip().lower()
+    if text in ("generation", "unbounded"):
+        return text
+    try:
+        mebibytes = float(text)
+    except ValueError:
+        mebibytes = -1.0
+    if isinstance(value, bool) or not (mebibytes > 0 and math.isfinite(mebibytes)):
+        raise ValueError(
+            f"semgrad_memory={value!r} is not valid: pass 'generation', 'unbounded' or a positive number of MiB."
+        )
+    return mebibytes
 
 
 def parse_methods(value: Any) -> tuple[str, ...]:
     if value is None:
         return DEFAULT_METHODS
-    names = tuple(dict.fromkeys(part.strip() for part in str(value).replace(";", ":").split(":") if part.strip()))
+    parts = list(value) if isinstance(value, (list, tuple)) else str(value).replace(";", ":").split(":")
+    names = tuple(dict.fromkeys(str(part).strip() for part in parts if str(part).strip()))
     bad = [name for name in names if name not in METHODS]
     if bad or not names:
         raise ValueError(
@@ -163,11 +208,14 @@ def parse_correctness(value: Any) -> tuple[str | None, float]:
     if value is None:
         return None, DEFAULT_CORRECTNESS_THRESHOLD
     metric, _, threshold = str(value).partition(":")
-    if not metric.strip():
+    if not metric.strip() or isinstance(value, (bool, int, float)):
         raise ValueError(f"semgrad_correctness={value!r} is not valid: use METRIC or METRIC:THRESHOLD.")
     try:
-        return metric.strip(), float(threshold) if threshold else DEFAULT_CORRECTNESS_THRESHOLD
+        number = float(threshold) if threshold.strip() else DEFAULT_CORRECTNESS_THRESHOLD
     except ValueError:
+        number = math.nan
+    if not math.isfinite(number):
         raise ValueError(
-            f"semgrad_correctness={value!r}: the threshold after ':' must be a number, e.g. exact_match:0.5."
-        ) from None
+            f"semgrad_correctness={value!r}: the threshold after ':' must be a number (a finite one), e.g. exact_match:0.5."
+        )
+    return metric.strip(), number

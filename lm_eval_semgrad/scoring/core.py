@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +45,7 @@ def score(
     layers: Sequence[int] | None = None,
     batch_size: int = 8,
     scores: Collection[str] = SCORE_KEYS,
+    progress: Callable[[int], None] | None = None,
 ) -> list[dict[str, float]]:
     """Uncertainty scores of each (prompt, response) pair; higher = less confident.
 
@@ -54,6 +55,7 @@ def score(
     `scores` asked for (default all: `semgrad`, `hybridgrad`, `exgrad`, `g_nll`, `mean_entropy`,
     `max_prob_nll`, `response_len`; see SEMGRAD.md); leaving out `hybridgrad` and `exgrad` saves
     their output-projection reductions. Works under `torch.no_grad()`/`inference_mode()` callers.
+    `progress`, if given, is called with the number of samples scored after each batch.
     """
     validate_inputs(model, prompt_ids, response_ids, position, batch_size)
     keys = _checked_score_keys(scores)
@@ -69,6 +71,8 @@ def score(
             )
             for index, row in zip(chunk, score_batch(model, batch, position, band, scores=keys)):
                 results[index] = _checked(index, row)
+            if progress is not None:
+                progress(len(chunk))
     return results  # type: ignore[return-value]
 
 
@@ -83,6 +87,7 @@ def score_with_prefix_cache(
     memory_budget: tuple[GradPassMemory, float] | None = None,
     scores: Collection[str] = SCORE_KEYS,
     graph_inputs: torch.Tensor | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> list[dict[str, float]]:
     """score() for one batch whose prompt columns already sit in a KV cache, e.g. generation's own.
 
@@ -99,6 +104,7 @@ def score_with_prefix_cache(
     column may be missing (generation never feeds its final token); no score depends on it. This
     is exact only for models whose upper layers see the lower ones through that input alone (not,
     e.g., through key/value states shared across layers): `semgrad-hf` checks it once per model.
+    `progress` as in score(), after each pass.
     """
     validate_inputs(model, prompt_ids, response_ids, position, 1)
     keys = _checked_score_keys(scores)
@@ -132,6 +138,8 @@ def score_with_prefix_cache(
             inputs = None if graph_inputs is None else _group_graph_inputs(graph_inputs, group, rows, batch, position)
             for index, row in zip(group, score_batch(model, batch, position, band, cache, scores=keys, graph_inputs=inputs)):
                 results[index] = _checked(index, row)
+            if progress is not None:
+                progress(len(group))
     return results  # type: ignore[return-value]
 
 
