@@ -2,7 +2,7 @@
 
     lm-eval-semgrad calibrate --model_args pretrained=PATH[,dtype=...,gguf_file=...,revision=...] \\
         [--apply_chat_template] [--paraphrases FILE.jsonl] [--limit 64] [--paraphrases_per_question 6] \\
-        [--positions -8..-1] [--batch_size 16] [--device cpu|cuda] --output calib.json [--plot sps.png]
+        [--positions -8..-1] [--batch_size 16] [--device cpu|cuda] --output_path calib.json [--plot sps.png]
 
 Then evaluate with `lm_eval --model semgrad-hf --model_args pretrained=PATH,semgrad_calibration=calib.json`
 (and the same --apply_chat_template setting as here: the calibration is made for one prompt format).
@@ -11,7 +11,9 @@ Then evaluate with `lm_eval --model semgrad-hf --model_args pretrained=PATH,semg
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -59,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="layers written as the choice: the reference upper half (default) or the best SPS band")
     parser.add_argument("--batch_size", type=int, default=16, help="prompts per forward pass (default 16)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
-    parser.add_argument("--output", required=True, help="calibration JSON to write")
+    parser.add_argument("--output_path", "-o", required=True, metavar="FILE", help="calibration JSON to write")
     parser.add_argument("--plot", default=None, help="also save a PNG heatmap of the SPS")
 
 
@@ -94,7 +96,7 @@ def parse_model_args(text: str) -> tuple[dict[str, Any], list[str]]:
     pretrained=smollm2-135m-instruct) becomes its folder and gguf_file, as in semgrad-hf."""
     from lm_eval.utils import simple_parse_args_string
 
-    from ..harness.embedded_models import resolve_embedded_model
+    from ..hf.embedded_models import resolve_embedded_model
 
     parsed = simple_parse_args_string(text)
     if "pretrained" not in parsed or parsed["pretrained"] in (None, ""):
@@ -102,48 +104,37 @@ def parse_model_args(text: str) -> tuple[dict[str, Any], list[str]]:
     parsed["pretrained"] = resolve_embedded_model(str(parsed["pretrained"]), parsed)
     kept = {key: value for key, value in parsed.items() if key in MODEL_KEYS}
     ignored = [key for key in parsed if key not in MODEL_KEYS]
-    for key in ("pretrained", "revision", "gguf_file", "tokenizer", "subfolder"):
-        if key in kept and kept[key] is not None:
-            kept[key] = str(kept[key])
     return kept, ignored
 
 
-def load_model(model_args: dict[str, Any], device: str | None):
-    """AutoModelForCausalLM + AutoTokenizer as HFLM loads them (offline when the path is local or
-    HF_HUB_OFFLINE=1 and the hub cache holds the model)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def _check_writable(path: Path) -> None:
+    """Fail before the model loads when an output file cannot be written."""
+    folder = path.expanduser().resolve().parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OSError(f"cannot create the folder of {path} ({exc.strerror or exc})") from None
+    if not os.access(folder, os.W_OK):
+        raise OSError(f"cannot write {path}: its folder {folder} is not writable")
 
-    common: dict[str, Any] = {}
-    for key in ("revision", "subfolder"):
-        if model_args.get(key):
-            common[key] = model_args[key]
-    if model_args.get("trust_remote_code"):
-        common["trust_remote_code"] = True
-    dtype = model_args.get("dtype", "auto")
-    if isinstance(dtype, str) and dtype != "auto":
-        resolved = getattr(torch, dtype, None)
-        if not isinstance(resolved, torch.dtype):
-            raise ValueError(f"dtype={dtype!r} is not a torch dtype (use auto, float32, bfloat16 or float16)")
-        dtype = resolved
-    model_kwargs = dict(common, dtype=dtype)
-    if model_args.get("attn_implementation"):
-        model_kwargs["attn_implementation"] = model_args["attn_implementation"]
-    if model_args.get("gguf_file"):
-        model_kwargs["gguf_file"] = model_args["gguf_file"]
-    model = AutoModelForCausalLM.from_pretrained(model_args["pretrained"], **model_kwargs)
-    tokenizer_kwargs = dict(common)
-    if model_args.get("add_bos_token") is not None:
-        tokenizer_kwargs["add_bos_token"] = bool(model_args["add_bos_token"])
-    if model_args.get("tokenizer"):
-        tokenizer = AutoTokenizer.from_pretrained(model_args["tokenizer"], **tokenizer_kwargs)
-    else:
-        if model_args.get("gguf_file"):
-            tokenizer_kwargs["gguf_file"] = model_args["gguf_file"]
-        tokenizer = AutoTokenizer.from_pretrained(model_args["pretrained"], **tokenizer_kwargs)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model.to(device).eval()
-    return model, tokenizer
+
+def usage_command(typed_model_args: str, calibration_path: Path, apply_chat_template: bool) -> str:
+    """The `lm_eval` command that uses a calibration, with the model args as the user typed them (so that a short
+    name of an embedded model keeps working) and the packaged SciQ task: it runs as printed."""
+    from lm_eval.utils import simple_parse_args_string
+
+    typed = simple_parse_args_string(typed_model_args)
+    model_args = ",".join(
+        f"{key}={value}" for key, value in typed.items() if key in MODEL_KEYS and not key.startswith("semgrad_")
+    )
+    command = [
+        "lm_eval --model semgrad-hf",
+        f"--model_args {shlex.quote(f'{model_args},semgrad_calibration={calibration_path}')}",
+        "--tasks semgrad_sciq --log_samples --output_path out/",
+    ]
+    if apply_chat_template:
+        command.append("--apply_chat_template")
+    return " ".join(command)
 
 
 def format_table(cal: Calibration) -> str:
@@ -173,19 +164,24 @@ def format_table(cal: Calibration) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..hf.loading import ModelSource
     from .paraphrases import read_paraphrases
 
     try:
         model_args, ignored = parse_model_args(args.model_args)
+        source = ModelSource.from_args(model_args)
         positions = parse_positions(args.positions)
         items = read_paraphrases(args.paraphrases) if args.paraphrases else None
-    except (ValueError, FileNotFoundError) as error:
+        for target in (args.output_path, args.plot):
+            if target is not None:
+                _check_writable(Path(target))
+    except (ValueError, OSError) as error:
         print(f"lm-eval-semgrad calibrate: {error}", file=sys.stderr)
         return 2
     if ignored:
-        print(f"lm-eval-semgrad calibrate: ignoring model args not needed to load the model: {', '.join(ignored)}",
+        print(f"lm-eval-semgrad calibrate: ignoring model args that calibration does not use: {', '.join(ignored)}",
               file=sys.stderr)
-    model, tokenizer = load_model(model_args, args.device)
+    model, tokenizer = source.load_model(args.device), source.load_tokenizer()
     data_source = str(Path(args.paraphrases).resolve()) if args.paraphrases else None
     cal = calibrate(
         model, tokenizer, items,
@@ -196,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         batch_size=args.batch_size,
         prompt_template=args.prompt_template,
-        add_bos_token=model_args.get("add_bos_token"),
+        add_bos_token=source.add_bos_token,
         layer_rule=args.layer_rule,
         model_name=model_args["pretrained"],
         model_revision=model_args.get("revision"),
@@ -206,12 +202,11 @@ def run(args: argparse.Namespace) -> int:
         metadata={"device": str(next(model.parameters()).device)},
     )
     print(format_table(cal))
-    path = save_calibration(cal, args.output)
+    path = save_calibration(cal, args.output_path)
     print(f"wrote {path}")
     if args.plot:
         from .plot import plot_sps
 
         print(f"wrote {plot_sps(cal, args.plot)}")
-    print(f"use it with: lm_eval --model semgrad-hf --model_args pretrained={model_args['pretrained']},"
-          f"semgrad_calibration={path}{' --apply_chat_template' if cal.apply_chat_template else ''}")
+    print(f"use it with: {usage_command(args.model_args, path.resolve(), cal.apply_chat_template)}")
     return 0

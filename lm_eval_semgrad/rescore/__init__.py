@@ -29,11 +29,11 @@ _WHERE = {
     "RescoreError": "rows",
     "PromptEncoder": "encoding",
     "rebuild_answer": "encoding",
-    "RescoreResult": "api",
+    "RescoreResult": "pipeline",
     "rescore_samples": "api",
     "rescore_jsonl": "api",
-    "rescore_sample_files": "api",
-    "rescore_jsonl_file": "api",
+    "rescore_sample_files": "files",
+    "rescore_jsonl_file": "files",
     "load_model": "model_loading",
 }
 

@@ -11,14 +11,12 @@ whose first row has "response" and no "doc_id" is taken as plain JSONL (as --jso
 from __future__ import annotations
 
 import argparse
-import logging
 import math
 import sys
 from collections.abc import Sequence
 
+from ..cli_common import add_bootstrap_argument, parse_limit, setup_command_logging
 from .rows import DEFAULT_BOOTSTRAP_ITERS
-
-logger = logging.getLogger(__name__)
 
 HELP = "Score saved generations (lm-eval sample logs from any backend, or plain JSONL) without generating again"
 
@@ -27,27 +25,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("samples", nargs="*", metavar="SAMPLES",
                         help="lm-eval samples_<task>_<timestamp>.jsonl files, or folders holding them")
     parser.add_argument("--model_args", required=True,
-                        help="pretrained=PATH[,dtype=...,revision=...,gguf_file=...,add_bos_token=...,max_length=...,"
-                        "semgrad_position=...,semgrad_layers=...,semgrad_methods=...,semgrad_correctness=METRIC[:THRESHOLD]]")
+                        help="as for lm_eval: pretrained=PATH plus dtype, revision, gguf_file, add_bos_token, "
+                             "max_length and the semgrad_* args (position, layers, methods, calibration, correctness)")
     parser.add_argument("--jsonl", action="append", default=[], metavar="FILE",
                         help='plain JSONL rows {"prompt" | "messages", "response", "correct"}; repeatable')
-    parser.add_argument("--output_path", required=True, metavar="DIR", help="folder for the rescored files")
+    parser.add_argument("--output_path", "-o", required=True, metavar="DIR", help="folder for the rescored files")
     parser.add_argument("--batch_size", type=int, default=None,
                         help="answers per grad pass (default: semgrad_batch_size, else 8)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
-    parser.add_argument("--skip-bad", "--skip_bad", dest="skip_bad", action="store_true",
+    parser.add_argument("--limit", type=parse_limit, default=None, metavar="N",
+                        help="only the first N documents of each file (a number below 1: that fraction of them)")
+    parser.add_argument("--skip_bad", action="store_true",
                         help="skip rows that cannot be scored (listed and counted) instead of stopping at the first")
     parser.add_argument("--overwrite", action="store_true",
                         help="score everything again even where DIR holds rows of an earlier (interrupted) rescore")
-    parser.add_argument("--bootstrap_iters", type=int, default=DEFAULT_BOOTSTRAP_ITERS,
-                        help="bootstrap resamples for the metrics' stderr (0 = none)")
-    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    add_bootstrap_argument(parser, DEFAULT_BOOTSTRAP_ITERS)
+    parser.add_argument("--no_progress", dest="progress", action="store_false", help="no progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
-    from .api import find_sample_files, is_plain_jsonl, rescore_jsonl_file, rescore_sample_files
+    from .files import check_writable, rescore_jsonl_file, rescore_sample_files
     from .model_loading import load_model
     from .rows import RescoreError
+    from .sources import find_sample_files, is_plain_jsonl
 
     if not args.samples and not args.jsonl:
         print("error: give lm-eval samples files/folders and/or --jsonl FILE", file=sys.stderr)
@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         print("error: --batch_size must be a positive integer", file=sys.stderr)
         return 2
     try:
+        check_writable(args.output_path)
         sample_files = find_sample_files(args.samples) if args.samples else []
         plain = [str(p) for p in args.jsonl] + [str(p) for p in sample_files if is_plain_jsonl(p)]
         sample_files = [p for p in sample_files if str(p) not in plain]
@@ -63,15 +64,19 @@ def run(args: argparse.Namespace) -> int:
         batch_size = args.batch_size or loaded.settings.batch_size or 8
         common = dict(batch_size=batch_size, skip_bad=args.skip_bad, overwrite=args.overwrite,
                       bootstrap_iters=args.bootstrap_iters, progress=args.progress)
-        print(f"rescore: position {loaded.position} ({loaded.position_source}), layers "
-              f"{'upper half' if loaded.layers is None else loaded.layers}", file=sys.stderr)
-        summary = rescore_sample_files(loaded, sample_files, args.output_path, **common) if sample_files else None
-        plain_outcomes = [rescore_jsonl_file(loaded, path, args.output_path, **common) for path in plain]
+        print(f"rescore: {loaded.semantic.describe()}", file=sys.stderr)
+        summary = None
+        if sample_files:
+            summary = rescore_sample_files(loaded, sample_files, args.output_path, limit=args.limit, **common)
+        plain_outcomes = [rescore_jsonl_file(loaded, path, args.output_path, limit=args.limit, **common) for path in plain]
     except RescoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     outcomes = (summary.files if summary else []) + plain_outcomes
     print(_summary_text(outcomes, loaded.settings.methods, summary.results_files if summary else []))
+    if not any(outcome.items for outcome in outcomes):
+        print("error: no row could be scored (see the bad rows above)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -117,7 +122,7 @@ def _fmt(value) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lm-eval-semgrad rescore", description=HELP)
     add_arguments(parser)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    setup_command_logging()
     return run(parser.parse_args(argv))
 
 

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..harness.prompt_encoding import special_tokens_kwargs
+from ..hf.prompt_encoding import special_tokens_kwargs
 
 #: HFLM's default `max_gen_toks` when a task's generation_kwargs set none (HFLM.max_gen_toks).
 DEFAULT_MAX_GEN_TOKS = 256

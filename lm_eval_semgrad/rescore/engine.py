@@ -54,6 +54,7 @@ class Item:
     correct: int | None = None
     correctness: str | None = None
     scores: list[Scores | None] = field(default_factory=list)  # filled when scored, one per answer
+    document: Any = None  # what --limit counts: the doc_id of a harness row (its filters share it), the line of a plain row
 
     @property
     def roundtrip(self) -> bool:
@@ -87,17 +88,22 @@ class ScoreCache:
 
 
 def score_items(
-    model: Any,
+    get_model: Callable[[], Any],
     items: Sequence[Item],
     cache: ScoreCache,
     *,
     position: int,
     layers: Sequence[int] | None,
     batch_size: int,
+    scores: Sequence[str],
     emit: Callable[[list[Item]], None],
     progress: Any | None = None,
 ) -> None:
-    """Score every item's answers (those not in `cache`), calling `emit` after each grad-pass batch."""
+    """Score every item's answers (those not in `cache`), calling `emit` after each grad-pass batch.
+
+    `get_model` is called only when there is an answer to score, so a resumed run with nothing
+    left never loads the weights.
+    """
     pending_items: list[Item] = []
     pending: dict[AnswerKey, Answer] = {}
     state = {"batch_size": batch_size}
@@ -105,7 +111,7 @@ def score_items(
     def flush() -> None:
         answers = list(pending.values())
         if answers:
-            cache.add_scored(answers, _score_with_backoff(model, answers, position, layers, state))
+            cache.add_scored(answers, _score_with_backoff(get_model(), answers, position, layers, scores, state))
         for item in pending_items:
             item.scores = [cache.get(answer) if answer.scorable else None for answer in item.answers]
         emit(list(pending_items))
@@ -125,7 +131,9 @@ def score_items(
         flush()
 
 
-def _score_with_backoff(model: Any, answers: list[Answer], position: int, layers, state: dict) -> list[Scores]:
+def _score_with_backoff(
+    model: Any, answers: list[Answer], position: int, layers, scores: Sequence[str], state: dict
+) -> list[Scores]:
     while True:
         try:
             return score(
@@ -135,6 +143,7 @@ def _score_with_backoff(model: Any, answers: list[Answer], position: int, layers
                 position=position,
                 layers=layers,
                 batch_size=state["batch_size"],
+                scores=scores,
             )
         except torch.cuda.OutOfMemoryError:
             if state["batch_size"] == 1:

@@ -13,10 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..harness.evaluator_hooks import SAMPLE_FIELD
-from ..harness.settings import DEFAULT_CORRECTNESS_THRESHOLD
-from ..harness.evaluator_hooks import uncertainty_field
-from ..harness.task_hooks import correctness_labeller
+from ..hf.options import DEFAULT_CORRECTNESS_THRESHOLD
+from ..sample_log import SAMPLE_FIELD, correctness_labeller, layers_field, uncertainty_field
 from .encoding import PromptEncoder, max_gen_toks, rebuild_answer
 from .engine import Answer, Item, Scores
 from .rows import RowError
@@ -30,25 +28,44 @@ HARNESS_FIELDS = {
 
 @dataclass(frozen=True)
 class ScoringSetup:
-    """What every output row records about how it was scored."""
+    """How rows are scored (recorded in every output row), and the model limits each row is checked against."""
 
     position: int
     layers: list[int] | None
     eos_token_id: int | None
+    methods: tuple[str, ...] = ()
+    vocab_size: int | None = None
+    max_positions: int | None = None
 
     @property
     def layers_field(self) -> str | list[int]:
-        return "upper_half" if self.layers is None else list(self.layers)
+        return layers_field(self.layers)
+
+    def problem(self, prompt_ids: Sequence[int], response_ids: Sequence[int]) -> str | None:
+        """Why the grad pass cannot score these ids (a bad row), or None."""
+        if len(prompt_ids) < -self.position:
+            return (f"the prompt has {len(prompt_ids)} tokens, fewer than |semgrad_position| = {-self.position}; "
+                    "pass a position nearer the prompt end")
+        if self.max_positions is not None and len(prompt_ids) + len(response_ids) > self.max_positions:
+            return (f"prompt + answer are {len(prompt_ids) + len(response_ids)} tokens, more than the model's "
+                    f"{self.max_positions} positions")
+        if self.vocab_size is not None:
+            outside = [t for t in (*prompt_ids, *response_ids) if not 0 <= t < self.vocab_size]
+            if outside:
+                return f"token ids {outside[:5]} are outside the model's vocabulary (0..{self.vocab_size - 1})"
+        return None
 
 
-def _roundtrip_issue(text_ok: bool, logged: list[int] | None, rebuilt: list[int], prompt_issue: str | None) -> str | None:
+def _roundtrip_issue(text_ok: bool, logged: list[int] | None, prompt_issue: str | None) -> str | None:
+    """Why the scored ids may not be the generated ones (None: they are).
+
+    Logged `response_ids` (semgrad-hf logs) are the generated ids themselves: scoring them is exact
+    whatever the re-tokenised text gives.
+    """
     issues = []
     if prompt_issue:
         issues.append(prompt_issue)
-    if logged is not None:
-        if logged != rebuilt:
-            issues.append("the re-tokenised answer differs from the logged response_ids (the logged ids were scored)")
-    elif not text_ok:
+    if logged is None and not text_ok:
         issues.append("decode(encode(answer)) != answer: the scored ids are not the generated ones")
     return "; ".join(issues) or None
 
@@ -119,6 +136,10 @@ class HarnessFormat:
             return None
         return (json_key(row["doc_id"]), str(row.get("filter", "none")))
 
+    @staticmethod
+    def document_of(row: dict[str, Any], line: int) -> Any:
+        return json_key(row.get("doc_id"))
+
     def parse(self, row: dict[str, Any], line: int) -> Item:
         if "doc_id" not in row:
             raise RowError("no 'doc_id': not an lm-eval sample row")
@@ -144,13 +165,15 @@ class HarnessFormat:
         for repeat, text in enumerate(texts):
             rebuilt = rebuild_answer(self.tokenizer, text, limit=limit, eos_token_id=self.setup.eos_token_id)
             exact = logged_ids if repeat == 0 else None
-            issue = _roundtrip_issue(rebuilt.text_roundtrip, exact, rebuilt.ids, prompt_issue)
-            answers.append(
-                Answer(prompt_ids=prompt_ids, response_ids=list(exact or rebuilt.ids), roundtrip=issue is None, issue=issue)
-            )
+            issue = _roundtrip_issue(rebuilt.text_roundtrip, exact, prompt_issue)
+            response_ids = list(exact or rebuilt.ids)
+            problem = self.setup.problem(prompt_ids, response_ids)
+            if problem is not None:
+                raise RowError(problem)
+            answers.append(Answer(prompt_ids=prompt_ids, response_ids=response_ids, roundtrip=issue is None, issue=issue))
         return Item(
             line=line, key=self.resume_key(row), source=row, answers=answers,
-            group=str(row.get("filter", "none")), correct=correct, correctness=label,
+            group=str(row.get("filter", "none")), correct=correct, correctness=label, document=json_key(row["doc_id"]),
         )
 
     def label(self, row: dict[str, Any]) -> tuple[int, str]:
@@ -175,7 +198,10 @@ class HarnessFormat:
         first, scores = item.answers[0], item.scores[0] if item.scores else None
         record = {"scores": scores, "response_ids": first.response_ids, "prompt_len": len(first.prompt_ids)}
         info: dict[str, Any] = {
-            **uncertainty_field(record, item.correct, item.correctness, self.setup.position, self.setup.layers),
+            **uncertainty_field(
+                record, item.correct, item.correctness, self.setup.position,
+                self.setup.layers, methods=self.setup.methods, missing_reason=_missing_reason(first),
+            ),
             "rescored": True,
             "roundtrip": item.roundtrip,
             "roundtrip_issue": "; ".join(dict.fromkeys(item.issues)) or None,
@@ -217,6 +243,10 @@ class PlainFormat:
         info = row.get("rescore")
         return info.get("line") if isinstance(info, dict) else None
 
+    @staticmethod
+    def document_of(row: dict[str, Any], line: int) -> Any:
+        return line
+
     def parse(self, row: dict[str, Any], line: int) -> Item:
         if "response" not in row:
             hint = " (an lm-eval samples file? pass it without --jsonl)" if "doc_id" in row else ""
@@ -250,10 +280,14 @@ class PlainFormat:
         logged = row.get("response_ids")
         if logged is not None and not (isinstance(logged, list) and all(isinstance(t, int) for t in logged)):
             raise RowError("'response_ids' is not a list of token ids")
-        issue = _roundtrip_issue(rebuilt.text_roundtrip, logged, rebuilt.ids, None)
-        answer = Answer(prompt_ids, list(logged if logged is not None else rebuilt.ids), issue is None, issue)
+        issue = _roundtrip_issue(rebuilt.text_roundtrip, logged, None)
+        response_ids = list(logged if logged is not None else rebuilt.ids)
+        problem = self.setup.problem(prompt_ids, response_ids)
+        if problem is not None:
+            raise RowError(problem)
+        answer = Answer(prompt_ids, response_ids, issue is None, issue)
         return Item(line=line, key=line, source=row, answers=[answer], group="all", correct=correct,
-                    correctness=None if correct is None else "given")
+                    correctness=None if correct is None else "given", document=line)
 
     def output_row(self, item: Item) -> dict[str, Any]:
         answer, scores = item.answers[0], item.scores[0] if item.scores else None
@@ -282,6 +316,10 @@ class PlainFormat:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _missing_reason(answer: Answer) -> str | None:
+    return None if answer.scorable else "empty answer: no token to score"
 
 
 def json_key(value: Any) -> str:

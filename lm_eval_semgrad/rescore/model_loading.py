@@ -1,41 +1,75 @@
-"""`--model_args` of the rescore command: the HF checkpoint to load, and the `semgrad_*` settings."""
+"""`--model_args` of the rescore command: the HF checkpoint to load, and the `semgrad_*` settings.
+
+Everything is checked before the weights are read (dtype, semantic position and layers against the
+model's config, the calibration file); the weights load only when there is something to score.
+"""
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from ..harness.chat_positions import resolve_position
-from ..harness.embedded_models import resolve_embedded_model
-from ..harness.settings import SemGradSettings, pop_settings
+from ..hf.embedded_models import resolve_embedded_model
+from ..hf.loading import LOAD_ARGS, ModelSource
+from ..hf.options import SemGradSettings, computed_scores, pop_settings
+from ..hf.semantic_setup import SemanticSetup, resolve_semantic_setup
+from ..logs import get_logger
 from .rows import RescoreError
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
-#: model args passed to `from_pretrained` (model and tokenizer) as HFLM would.
-LOAD_ARGS = ("revision", "trust_remote_code", "gguf_file", "subfolder", "attn_implementation")
 #: model args that change how prompts are encoded (see encoding.PromptEncoder).
 ENCODING_ARGS = ("add_bos_token", "max_length")
-#: model args of `hf`/`semgrad-hf` that do not matter here; accepted so that a run's args can be pasted.
-IGNORED_ARGS = ("batch_size", "max_batch_size", "device", "parallelize", "use_fast_tokenizer")
-KNOWN_ARGS = ("pretrained", "tokenizer", "dtype", *LOAD_ARGS, *ENCODING_ARGS, *IGNORED_ARGS)
+#: model args of `hf`/`semgrad-hf` that do not apply to rescoring; accepted (with a warning) so that a run's args can be pasted.
+GENERATION_ONLY_ARGS = ("batch_size", "max_batch_size", "device", "parallelize", "use_fast_tokenizer")
+#: `semgrad_*` args of semgrad-hf's grad pass on generation's own batches: rescoring has no generation.
+GENERATION_ONLY_SEMGRAD_ARGS = ("semgrad_reuse_cache", "semgrad_memory")
+KNOWN_ARGS = ("pretrained", "tokenizer", "dtype", *LOAD_ARGS, *ENCODING_ARGS, *GENERATION_ONLY_ARGS)
 
 
 @dataclass
 class LoadedModel:
-    model: Any
+    """The rescore model: its tokenizer and settings at once, its weights on first use of `model`."""
+
+    source: ModelSource
     tokenizer: Any
     settings: SemGradSettings
     args: dict[str, Any]  # the parsed model args (semgrad_* included), as recorded in the outputs
-    position: int
-    position_source: str
-    add_bos_token: bool | None
+    semantic: SemanticSetup
     max_length: int | None  # None: from the source run's results JSON, else the model config
+    device: str | None = None
+    _model: Any = field(default=None, repr=False)
+
+    @property
+    def model(self) -> Any:
+        if self._model is None:
+            logger.info("rescore: loading %s", self.source.pretrained)
+            self._model = self.source.load_model(self.device)
+        return self._model
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    @property
+    def position(self) -> int:
+        return self.semantic.position
+
+    @property
+    def position_source(self) -> str:
+        return self.semantic.position_source
 
     @property
     def layers(self) -> list[int] | None:
-        return None if self.settings.layers is None else list(self.settings.layers)
+        return self.semantic.layers_list
+
+    @property
+    def add_bos_token(self) -> bool | None:
+        return self.source.add_bos_token
+
+    @property
+    def computed_scores(self) -> tuple[str, ...]:
+        return computed_scores(self.settings.methods)
 
     def fingerprint(self) -> dict[str, Any]:
         """Everything that changes the stored scores: a resumed output must have been made with the same."""
@@ -43,11 +77,12 @@ class LoadedModel:
         return {
             **{key: _plain(self.args.get(key)) for key in keys},
             "position": self.position,
-            "layers": "upper_half" if self.layers is None else self.layers,
+            "layers": self.semantic.layers_field,
         }
 
 
 def parse_model_args(text: str) -> dict[str, Any]:
+    """lm-eval's `key=value,...` model args (values typed as lm-eval types them)."""
     from lm_eval.utils import simple_parse_args_string
 
     args = simple_parse_args_string(text or "")
@@ -57,10 +92,7 @@ def parse_model_args(text: str) -> dict[str, Any]:
 
 
 def load_model(model_args: str, device: str | None = None) -> LoadedModel:
-    """Load the model and tokenizer named by `model_args` (HFLM's syntax) onto `device`."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+    """The model named by `model_args` (HFLM's syntax), checked; its weights load on first use."""
     args = parse_model_args(model_args)
     recorded = dict(args)
     try:
@@ -72,44 +104,36 @@ def load_model(model_args: str, device: str | None = None) -> LoadedModel:
         raise RescoreError(
             f"unsupported model arg(s) {', '.join(unknown)} for rescore; known: {', '.join(KNOWN_ARGS)} and semgrad_*"
         )
-    pretrained = resolve_embedded_model(args.pop("pretrained"), args)
-    load = {key: args[key] for key in LOAD_ARGS if args.get(key) not in (None, "")}
-    dtype = args.get("dtype", "auto")
-    if isinstance(dtype, str) and dtype != "auto":
-        dtype = getattr(torch, dtype)
-    tokenizer_kwargs = {k: v for k, v in load.items() if k != "attn_implementation"}
-    if args.get("add_bos_token") is not None:
-        tokenizer_kwargs["add_bos_token"] = bool(args["add_bos_token"])
-    tokenizer = AutoTokenizer.from_pretrained(args.get("tokenizer") or pretrained, **tokenizer_kwargs)
-    model = AutoModelForCausalLM.from_pretrained(pretrained, dtype=dtype, **load)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = model.to(device).eval()
+    ignored = [key for key in GENERATION_ONLY_ARGS if key in args]
+    ignored += [key for key in GENERATION_ONLY_SEMGRAD_ARGS if key in settings.given]
+    if ignored:
+        logger.warning(
+            "rescore: ignoring model arg(s) %s: they apply to generation (rescore scores saved answers in batches of "
+            "--batch_size / semgrad_batch_size on --device)", ", ".join(ignored),
+        )
+    args["pretrained"] = resolve_embedded_model(args["pretrained"], args)
     try:
-        position, source = resolve_position(settings.position, tokenizer)
-    except ValueError as exc:
+        source = ModelSource.from_args(args)
+        tokenizer = source.load_tokenizer()
+        semantic = resolve_semantic_setup(settings, source.num_layers(), tokenizer, source.pretrained)
+    except (ValueError, OSError) as exc:
         raise RescoreError(str(exc)) from None
     max_length = args.get("max_length")
     return LoadedModel(
-        model=model,
-        tokenizer=tokenizer,
-        settings=settings,
-        args=recorded,
-        position=position,
-        position_source=source,
-        add_bos_token=None if args.get("add_bos_token") is None else bool(args["add_bos_token"]),
-        max_length=None if max_length is None else int(max_length),
+        source=source, tokenizer=tokenizer, settings=settings, args=recorded, semantic=semantic,
+        max_length=None if max_length is None else int(max_length), device=device,
     )
 
 
-def default_max_length(model: Any, tokenizer: Any) -> int:
+def default_max_length(config: Any, tokenizer: Any) -> int:
     """HFLM's max_length when none is given: model config, tokenizer, else 2048."""
     try:
         from lm_eval.models.utils import resolve_max_length
 
-        return int(resolve_max_length(getattr(model, "config", None), tokenizer, default=2048))
+        return int(resolve_max_length(config, tokenizer, default=2048))
     except ImportError:  # older lm-eval: the plain model-config lookup
         for name in ("n_positions", "max_position_embeddings", "n_ctx"):
-            value = getattr(getattr(model, "config", None), name, None)
+            value = getattr(config, name, None)
             if isinstance(value, int):
                 return value
         return 2048

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import math
+import re
+import time
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
-from ..harness.task_hooks import UncertaintyAggregation, UncertaintySample
+from .. import __version__
 from ..metrics import HIGHER_IS_BETTER, METRICS
+from ..sample_metrics import UncertaintyAggregation, UncertaintySample
 from ..scoring import SCORE_KEYS
 from .engine import Item
+from .formats import json_key
+from .output import write_json_atomic
 from .rows import DEFAULT_BOOTSTRAP_ITERS  # noqa: F401  (re-exported)
+
+RESCORE_MODEL = "semgrad-rescore"
 
 
 def uncertainty_samples(items: Iterable[Item]) -> list[UncertaintySample]:
@@ -75,3 +83,78 @@ def is_uncertainty_key(key: str) -> bool:
     """Whether a results key ("semgrad_auroc,none", "g_nll_prr_stderr,none") is an uncertainty metric."""
     name = key.split(",", 1)[0].removesuffix("_stderr")
     return any(name == f"{method}_{metric}" for method in SCORE_KEYS for metric in METRICS)
+
+
+def write_results_file(path: Path, loaded: Any, members: Sequence[tuple[Any, Any]], batch_size: int, bootstrap_iters: int) -> None:
+    """One run's `results_<timestamp>.json` in lm-eval's layout: the tasks' own metrics from the source run
+    (copied), the uncertainty metrics of the rescored rows, and how they were made under `config`/`rescore`."""
+    methods = loaded.settings.methods
+    data: dict[str, Any] = {
+        "results": {}, "group_subtasks": {}, "configs": {}, "versions": {}, "n-shot": {},
+        "higher_is_better": {}, "n-samples": {},
+    }
+    summary: dict[str, Any] = {}
+    for source, outcome in members:
+        task = source.task
+        original = (source.results or {}).get("results", {}).get(task) or {}
+        # the task's own metrics; uncertainty metrics of an inline semgrad-hf run are replaced by ours
+        entry: dict[str, Any] = {"name": task, "alias": task}
+        entry.update({k: v for k, v in original.items() if not is_uncertainty_key(k)})
+        entry["sample_len"] = len({json_key(item.source.get("doc_id")) for item in outcome.items})
+        for group, values in outcome.metrics.items():
+            entry.update({f"{key},{group}": value for key, value in values.items()})
+        data["results"][task] = entry
+        for section in ("configs", "versions", "n-shot", "n-samples"):
+            value = ((source.results or {}).get(section) or {}).get(task)
+            if value is not None:
+                data[section][task] = value
+        source_hib = ((source.results or {}).get("higher_is_better") or {}).get(task) or {}
+        data["higher_is_better"][task] = {
+            **{k: v for k, v in source_hib.items() if not is_uncertainty_key(k)},
+            **higher_is_better(methods),
+        }
+        summary[task] = {
+            **outcome.counts,
+            "source": str(source.path),
+            "source_results": None if source.results_path is None else str(source.results_path),
+            "bad_row_list": [bad.as_dict() for bad in outcome.bad_rows],
+        }
+    first_results = next((s.results for s, _ in members if s.results), None) or {}
+    pretrained = str(loaded.args.get("pretrained"))
+    data["config"] = {
+        "model": RESCORE_MODEL,
+        "model_args": dict(loaded.args),
+        "batch_size": batch_size,
+        "device": str(loaded.model.device) if loaded.loaded else "none (the model was not loaded: nothing to score)",
+        "bootstrap_iters": bootstrap_iters,
+        "source_files": [str(s.path) for s, _ in members],
+        "source_model": (first_results.get("config") or {}).get("model"),
+        "source_model_args": (first_results.get("config") or {}).get("model_args"),
+        "semgrad": {**loaded.semantic.as_record(), "methods": list(methods), "version": __version__},
+    }
+    data["rescore"] = {
+        **loaded.semantic.as_record(),
+        "tasks": summary,
+        "roundtrip_mismatches": sum(o.counts["roundtrip_mismatches"] for _, o in members),
+        "bad_rows": sum(o.counts["bad_rows"] for _, o in members),
+    }
+    data.update(
+        model_name=pretrained,
+        model_name_sanitized=re.sub(r"[\"<>:/|\\?*\[\]]+", "__", pretrained),
+        date=time.time(),
+        lm_eval_version=_version("lm_eval"),
+        transformers_version=_version("transformers"),
+    )
+    for key in ("max_length", "chat_template", "chat_template_sha", "system_instruction", "fewshot_as_multiturn"):
+        if key in first_results:
+            data[key] = first_results[key]
+    write_json_atomic(path, data)
+
+
+def _version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
