@@ -19,12 +19,28 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def version_text() -> str:
+    """The plugin's version and the versions of what it runs on (what a bug report needs)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from . import __version__
+
+    parts = []
+    for package in ("lm_eval", "transformers", "torch"):
+        try:
+            parts.append(f"{package} {version(package)}")
+        except PackageNotFoundError:
+            parts.append(f"{package} not installed")
+    return f"lm-eval-semgrad {__version__} ({', '.join(parts)})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lm-eval-semgrad",
         description="SemGrad uncertainty for lm-evaluation-harness. Evaluations themselves run with "
         "`lm_eval --model semgrad-hf ...` (or `python -m lm_eval_semgrad ...`).",
     )
+    parser.add_argument("--version", action="version", version=version_text())
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         module = importlib.import_module(module_name)

@@ -382,7 +382,7 @@ def test_cli_end_to_end(model_dir, tmp_path, capsys):
     code = _run_cli([
         "--model_args", f"pretrained={model_dir},dtype=float32,semgrad_position=-3", "--apply_chat_template",
         "--paraphrases", str(data), "--limit", "5", "--paraphrases_per_question", "2", "--positions", "-6..-1",
-        "--batch_size", "4", "--device", "cpu", "--output", str(out), "--plot", str(plot),
+        "--batch_size", "4", "--device", "cpu", "--output_path", str(out), "--plot", str(plot),
     ])
     assert code == 0
     printed = capsys.readouterr()
@@ -396,11 +396,11 @@ def test_cli_end_to_end(model_dir, tmp_path, capsys):
 
 def test_cli_reports_bad_input(model_dir, tmp_path, capsys):
     data = write_jsonl(tmp_path / "para.jsonl", [{"query": "a ?", "paraphrases": ["b ?"]}, {"query": "c ?"}])
-    assert _run_cli(["--model_args", f"pretrained={model_dir}", "--paraphrases", str(data), "--output", str(tmp_path / "x.json")]) == 2
+    assert _run_cli(["--model_args", f"pretrained={model_dir}", "--paraphrases", str(data), "--output_path", str(tmp_path / "x.json")]) == 2
     assert "line 2: missing field 'paraphrases'" in capsys.readouterr().err
-    assert _run_cli(["--model_args", f"pretrained={model_dir}", "--positions=1..3", "--output", str(tmp_path / "x.json")]) == 2
+    assert _run_cli(["--model_args", f"pretrained={model_dir}", "--positions=1..3", "--output_path", str(tmp_path / "x.json")]) == 2
     assert "negative" in capsys.readouterr().err
-    assert _run_cli(["--model_args", "dtype=float32", "--output", str(tmp_path / "x.json")]) == 2
+    assert _run_cli(["--model_args", "dtype=float32", "--output_path", str(tmp_path / "x.json")]) == 2
     assert "pretrained" in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()
 
@@ -409,9 +409,9 @@ def test_positions_option_takes_negative_values():
     parser = argparse.ArgumentParser()
     calibration_cli.add_arguments(parser)
     for value in ("-8..-1", "-1,-3,-5", "-2"):
-        args = parser.parse_args(["--model_args", "pretrained=x", "--output", "o.json", "--positions", value])
+        args = parser.parse_args(["--model_args", "pretrained=x", "--output_path", "o.json", "--positions", value])
         assert args.positions == value
-    assert parser.parse_args(["--model_args", "pretrained=x", "--output", "o.json", "--positions=-4..-1"]).positions == "-4..-1"
+    assert parser.parse_args(["--model_args", "pretrained=x", "--output_path", "o.json", "--positions=-4..-1"]).positions == "-4..-1"
 
 
 def test_subcommand_through_the_console_script(model_dir, tmp_path, monkeypatch, capsys):
@@ -420,7 +420,7 @@ def test_subcommand_through_the_console_script(model_dir, tmp_path, monkeypatch,
     monkeypatch.setitem(cli.SUBCOMMANDS, "calibrate", ("lm_eval_semgrad.calibration.cli", "choose position and layers"))
     out = tmp_path / "cal.json"
     code = cli.main(["calibrate", "--model_args", f"pretrained={model_dir}", "--apply_chat_template", "--positions",
-                     "-4..-1", "--limit", "3", "--paraphrases_per_question", "1", "--output", str(out)])
+                     "-4..-1", "--limit", "3", "--paraphrases_per_question", "1", "--output_path", str(out)])
     assert code == 0 and load_calibration(out).positions == [-1, -2, -3, -4]
 
 

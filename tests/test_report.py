@@ -170,7 +170,7 @@ def test_seed_makes_cis_reproducible_and_methods_selectable(one_run):
 
 
 def test_markdown_has_rows_cis_and_best_marks(one_run, data, capsys):
-    code, out, err = run_report([one_run, "--bootstrap", BOOT], capsys)
+    code, out, err = run_report([one_run, "--bootstrap_iters", BOOT], capsys)
     assert code == 0, err
     assert "## Leaderboard (AUROC)" in out and "## All metrics" in out
     leaderboard = [line for line in out.splitlines() if line.startswith("| models/tiny-a | qa_syn |")]
@@ -186,7 +186,7 @@ def test_markdown_has_rows_cis_and_best_marks(one_run, data, capsys):
 
 def test_csv_is_long_form_with_cis_and_one_best_method_per_row(one_run, data, tmp_path, capsys):
     target = tmp_path / "board.csv"
-    code, _, err = run_report([one_run, "--output", target, "--bootstrap", BOOT], capsys)  # format from suffix
+    code, _, err = run_report([one_run, "--output_path", target, "--bootstrap_iters", BOOT], capsys)  # format from suffix
     assert code == 0, err
     lines = list(csv.DictReader(io.StringIO(target.read_text())))
     assert len(lines) == 2 * len(METHODS)
@@ -203,7 +203,7 @@ def test_csv_is_long_form_with_cis_and_one_best_method_per_row(one_run, data, tm
 
 def test_html_is_self_contained_and_sortable(one_run, tmp_path, capsys):
     target = tmp_path / "board.html"
-    code, _, err = run_report([one_run, "--format", "html", "-o", target, "--bootstrap", "0"], capsys)
+    code, _, err = run_report([one_run, "--format", "html", "-o", target, "--bootstrap_iters", "0"], capsys)
     assert code == 0, err
     page = target.read_text()
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
@@ -216,7 +216,7 @@ def test_html_is_self_contained_and_sortable(one_run, tmp_path, capsys):
 
 def test_plots_are_written_per_row(one_run, tmp_path, capsys):
     plots = tmp_path / "plots"
-    code, out, err = run_report([one_run, "--plots", plots, "--bootstrap", "0", "--methods", "semgrad,g_nll"], capsys)
+    code, out, err = run_report([one_run, "--plots", plots, "--bootstrap_iters", "0", "--methods", "semgrad,g_nll"], capsys)
     assert code == 0, err
     files = sorted(p.name for p in plots.iterdir())
     expected = {f"models_tiny-a__qa_syn__{f}__{kind}.png" for f in ("none", "strict")
@@ -230,7 +230,7 @@ def test_plots_are_written_per_row(one_run, tmp_path, capsys):
 
 def test_subcommand_table_wiring(one_run, monkeypatch, capsys):
     monkeypatch.setitem(plugin_cli.SUBCOMMANDS, "report", ("lm_eval_semgrad.report.cli", "uncertainty report"))
-    assert plugin_cli.main(["report", str(one_run), "--bootstrap", "0", "--format", "csv"]) == 0
+    assert plugin_cli.main(["report", str(one_run), "--bootstrap_iters", "0", "--format", "csv"]) == 0
     assert capsys.readouterr().out.startswith("model,task,filter,method,")
 
 
@@ -255,7 +255,7 @@ def test_runs_without_scores_are_listed_not_skipped(tmp_path, data, capsys):
     write_run(root, "hf_nosamples", "org/plain", {}, results=results_json("org/plain", {"qa_mc": {"acc,none": 0.3}},
                                                                           model="hf"))
 
-    code, out, err = run_report([root, "--bootstrap", BOOT], capsys)
+    code, out, err = run_report([root, "--bootstrap_iters", BOOT], capsys)
     assert code == 0, err
     section = out.split("## Runs without uncertainty scores", 1)[1]
     assert "| org/stock [model=hf] | qa_syn | none | a `hf` run, not semgrad-hf" in section
@@ -275,7 +275,7 @@ def test_runs_without_scores_are_listed_not_skipped(tmp_path, data, capsys):
     assert row.methods["semgrad"].value("auroc") == pytest.approx(
         roc_auc_score(1 - correct[:40][keep], scores["semgrad"][:40][keep])
     )
-    code, out, _ = run_report([root, "--bootstrap", "0", "--format", "csv"], capsys)
+    code, out, _ = run_report([root, "--bootstrap_iters", "0", "--format", "csv"], capsys)
     flagged = [line for line in csv.DictReader(io.StringIO(out)) if line["has_uncertainty_scores"] == "no"]
     assert {line["model"] for line in flagged} == {"org/stock [model=hf]", "org/nulls", "org/plain [model=hf]"}
     assert all(line["note"] for line in flagged)
@@ -306,7 +306,7 @@ def test_truncated_last_jsonl_line_warns_with_file_and_line(tmp_path, data, caps
     directory = write_run(tmp_path, "m", "org/m", {"qa_syn": rows_for(correct[:30], {"semgrad": scores["semgrad"][:30]})})
     path = directory / f"samples_qa_syn_{TS}.jsonl"
     path.write_text(path.read_text() + '{"doc_id": 30, "filter": "none", "uncer')  # interrupted write
-    code, out, err = run_report([tmp_path, "--bootstrap", "0"], capsys)
+    code, out, err = run_report([tmp_path, "--bootstrap_iters", "0"], capsys)
     assert code == 0
     assert f"{path}:31: last line is not complete JSON" in err
     assert "| org/m | qa_syn | none | " in out and "| 30 | 0 |" in out
@@ -354,7 +354,7 @@ def test_rows_without_correct_label_count_as_unscored(tmp_path, data, capsys):
     del rows[3]["uncertainty"]["correct"]
     rows[4]["uncertainty"]["correct"] = "yes"
     directory = write_run(tmp_path, "m", "org/m", {"qa_syn": rows})
-    code, out, err = run_report([tmp_path, "--bootstrap", "0"], capsys)
+    code, out, err = run_report([tmp_path, "--bootstrap_iters", "0"], capsys)
     assert code == 0
     assert f"{directory / f'samples_qa_syn_{TS}.jsonl'}: filter 'none': no 0/1 'uncertainty.correct' on line(s) 4, 5" in err
     assert "18 of 20 answers scored, 2 without scores" in err

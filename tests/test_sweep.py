@@ -114,7 +114,7 @@ def test_failed_cells_are_reported_and_a_rerun_resumes(tmp_path, capsys, monkeyp
     # through the plugin's subcommand table, as `lm-eval-semgrad sweep ...` runs it once wired
     monkeypatch.setitem(plugin_cli.SUBCOMMANDS, "sweep", ("lm_eval_semgrad.report.sweep", "grid"))
     argv = ["sweep", "--models", str(models), "--tasks", "t1,t2", "--output_path", str(out),
-            "--launcher", f"{sys.executable} {fake}", "--report-bootstrap", "0", "--", "--limit", "20"]
+            "--launcher", f"{sys.executable} {fake}", "--bootstrap_iters", "0", "--", "--limit", "20"]
 
     # 1: model b fails in both tasks; a's cells finish; the grid goes on and the exit status says so
     code = plugin_cli.main(argv)
@@ -167,7 +167,7 @@ def test_real_lm_eval_cell_and_missing_model_path(tmp_path, capsys):
     models = tmp_path / "models.txt"
     models.write_text(f"tiny pretrained={model_dir},semgrad_batch_size=4\ngone pretrained={tmp_path / 'gone'}\n")
     out = tmp_path / "sweep"
-    argv = ["--models", models, "--tasks", "qa_parity", "--output_path", out, "--report-bootstrap", "100",
+    argv = ["--models", models, "--tasks", "qa_parity", "--output_path", out, "--bootstrap_iters", "100",
             "--", "--limit", "4", "--include_path", tasks_dir, "--apply_chat_template"]
     code, text, _ = sweep(argv, capsys)
     assert code == 1, text

@@ -16,6 +16,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..cli_common import add_bootstrap_argument, check_bootstrap_iters
+
 __all__ = ["add_arguments", "run", "main", "write_report"]
 
 _SUFFIX_FORMAT = {".md": "md", ".markdown": "md", ".csv": "csv", ".html": "html", ".htm": "html"}
@@ -26,16 +28,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="lm-eval --output_path folders (searched at any depth) or results/samples files")
     parser.add_argument("--format", choices=("md", "csv", "html"), default=None,
                         help="output format (default: from --output's suffix, else md)")
-    parser.add_argument("--output", "-o", default=None, metavar="FILE", help="write here instead of stdout")
+    parser.add_argument("--output_path", "-o", default=None, metavar="FILE", help="write the report here instead of stdout")
     parser.add_argument("--plots", default=None, metavar="DIR",
                         help="also write PNG plots (ROC, risk-coverage, score histograms, reliability) here")
     parser.add_argument("--methods", action="append", default=None, metavar="M1,M2",
                         help="only these scores, in this order, comma-separated (repeatable; default: every "
                              "score in the samples: semgrad, hybridgrad, exgrad, g_nll, mean_entropy, ...)")
-    parser.add_argument("--bootstrap", type=int, default=1000, metavar="N",
-                        help="bootstrap resamples for the CIs (default 1000; 0 = point estimates only)")
+    add_bootstrap_argument(parser, 1000)
     parser.add_argument("--seed", type=int, default=1234, help="bootstrap seed (default 1234)")
-    parser.add_argument("--all-runs", action="store_true",
+    parser.add_argument("--all_runs", action="store_true",
                         help="report every run; default: only the latest run of each model x task")
 
 
@@ -114,14 +115,15 @@ def run(args: argparse.Namespace) -> int:
 
     fmt = args.format
     if fmt is None:
-        fmt = _SUFFIX_FORMAT.get(Path(args.output).suffix.lower(), "md") if args.output else "md"
-    if args.bootstrap != 0 and args.bootstrap < 2:
-        print(f"error: --bootstrap must be 0 or >= 2, got {args.bootstrap}", file=sys.stderr)
+        fmt = _SUFFIX_FORMAT.get(Path(args.output_path).suffix.lower(), "md") if args.output_path else "md"
+    problem = check_bootstrap_iters(args.bootstrap_iters)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     try:
         return write_report(
-            args.paths, fmt=fmt, output=args.output, plots_dir=args.plots, methods=_methods(args.methods),
-            n_bootstrap=args.bootstrap, seed=args.seed, all_runs=args.all_runs,
+            args.paths, fmt=fmt, output=args.output_path, plots_dir=args.plots, methods=_methods(args.methods),
+            n_bootstrap=args.bootstrap_iters, seed=args.seed, all_runs=args.all_runs,
         )
     except ReportError as exc:
         print(f"error: {exc}", file=sys.stderr)

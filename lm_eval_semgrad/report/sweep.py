@@ -1,7 +1,7 @@
 """`lm-eval-semgrad sweep`: a resumable models x tasks grid of `semgrad-hf` runs, then a report.
 
     lm-eval-semgrad sweep --models models.txt --tasks semgrad_sciq,semgrad_triviaqa --output_path runs \\
-        [--launcher "accelerate launch --num_processes 2"] [--report-format md] \\
+        [--launcher "accelerate launch --num_processes 2"] [--report_format md] \\
         -- --limit 200 --apply_chat_template --batch_size 8
 
 Models file: one model per line, `MODEL_ARGS` or `NAME MODEL_ARGS` (whitespace between); MODEL_ARGS
@@ -46,6 +46,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TextIO
 
+from ..cli_common import add_bootstrap_argument, check_bootstrap_iters
 from .loading import CELL_FILE
 
 __all__ = [
@@ -390,18 +391,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="models file: 'MODEL_ARGS' or 'NAME MODEL_ARGS' per line, # comments")
     parser.add_argument("--tasks", required=True, action="append", metavar="T1,T2",
                         help="task names, comma-separated, repeatable (one cell per model x task)")
-    parser.add_argument("--output_path", "--output-path", required=True, metavar="DIR",
+    parser.add_argument("--output_path", "-o", required=True, metavar="DIR",
                         help="sweep folder: cells go to DIR/<model>/<task>/, the report to DIR/report.<format>")
     parser.add_argument("--launcher", default=None, metavar="CMD",
                         help="command prefix per cell, e.g. \"accelerate launch --num_processes 2\" "
                              "(then `CMD -m lm_eval_semgrad ...`); default: this Python")
     parser.add_argument("--model", dest="model_type", default="semgrad-hf",
                         help="lm-eval model type (default semgrad-hf; `hf` runs are reported without scores)")
-    parser.add_argument("--report-format", choices=("md", "csv", "html"), default="md",
+    parser.add_argument("--report_format", choices=("md", "csv", "html"), default="md",
                         help="format of DIR/report.<format> (default md)")
-    parser.add_argument("--report-bootstrap", type=int, default=1000, metavar="N",
-                        help="bootstrap resamples for the report's CIs (default 1000; 0 = none)")
-    parser.add_argument("--dry-run", action="store_true", help="print each cell's state and command, run nothing")
+    add_bootstrap_argument(parser, 1000)
+    parser.add_argument("--dry_run", action="store_true", help="print each cell's state and command, run nothing")
     parser.add_argument("lm_eval_args", nargs=argparse.REMAINDER, metavar="-- LM_EVAL_ARGS",
                         help="after `--`: passed to every lm_eval run (e.g. --limit 100 --apply_chat_template)")
 
@@ -411,14 +411,15 @@ def run(args: argparse.Namespace) -> int:
         models = parse_models_file(args.models)
         tasks = parse_tasks(args.tasks)
         extra = check_extra_args(args.lm_eval_args or [])
-        if args.report_bootstrap != 0 and args.report_bootstrap < 2:
-            raise SweepError(f"--report-bootstrap must be 0 or >= 2, got {args.report_bootstrap}")
+        problem = check_bootstrap_iters(args.bootstrap_iters)
+        if problem:
+            raise SweepError(problem)
     except SweepError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return run_sweep(
         models, tasks, args.output_path, launcher=args.launcher, model_type=args.model_type, extra=extra,
-        report_format=args.report_format, report_bootstrap=args.report_bootstrap, dry_run=args.dry_run,
+        report_format=args.report_format, report_bootstrap=args.bootstrap_iters, dry_run=args.dry_run,
     )
 
 
