@@ -1,11 +1,24 @@
-"""Uncertainty-quality metrics (harness-independent, numpy only).
+"""Uncertainty-quality metrics (harness-independent, numpy/scipy only).
 
 Higher ``uncertainty`` = less confident; ``correct`` is binary.  See
 :mod:`.uncertainty` for definitions and tie handling, :mod:`.bootstrap` for
-confidence intervals.
+confidence intervals, :mod:`.confidence` for calibrated P(correct) and
+calibration / selective-prediction metrics.
 """
 
 from .bootstrap import BootstrapResult, bootstrap_ci, evaluate_uncertainty
+from .confidence import (
+    PLATT_L2,
+    ConfidenceMap,
+    brier,
+    calibration_metrics,
+    cross_fit_probabilities,
+    ece,
+    fit_confidence_map,
+    log_loss,
+    reliability_curve,
+    selective_accuracy,
+)
 from .uncertainty import (
     HIGHER_IS_BETTER,
     METRICS,
@@ -29,4 +42,14 @@ __all__ = [
     "BootstrapResult",
     "bootstrap_ci",
     "evaluate_uncertainty",
+    "ConfidenceMap",
+    "fit_confidence_map",
+    "cross_fit_probabilities",
+    "ece",
+    "brier",
+    "log_loss",
+    "selective_accuracy",
+    "reliability_curve",
+    "calibration_metrics",
+    "PLATT_L2",
 ]

@@ -82,31 +82,33 @@ def _validate(
     nan_policy: NanPolicy = "raise",
     *,
     stacklevel: int = 2,
+    name: str = "uncertainty",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(u, c)`` as float64 arrays, checked like sklearn metrics do.
 
     ``+-inf`` scores are accepted (only their order matters, e.g. -log p with
     p == 0); NaN scores are handled per ``nan_policy``.  ``stacklevel`` is
     that of the *caller*, so the NaN-omission warning points
-    at user code."""
+    at user code.  ``name`` is what the messages call the scores (the
+    calibration metrics pass ``"probabilities"``)."""
     if nan_policy not in ("raise", "omit"):
         raise ValueError(f"nan_policy must be 'raise' or 'omit', got {nan_policy!r}")
-    u_raw = _as_1d(uncertainty, "uncertainty")
+    u_raw = _as_1d(uncertainty, name)
     c_raw = _as_1d(correct, "correct")
     if len(u_raw) != len(c_raw):
         raise ValueError(
-            "uncertainty and correct have inconsistent lengths: "
-            f"len(uncertainty)={len(u_raw)}, len(correct)={len(c_raw)}"
+            f"{name} and correct have inconsistent lengths: "
+            f"len({name})={len(u_raw)}, len(correct)={len(c_raw)}"
         )
     if len(u_raw) == 0:
-        raise ValueError("empty input: uncertainty and correct have 0 samples")
+        raise ValueError(f"empty input: {name} and correct have 0 samples")
 
     if u_raw.dtype.kind not in "biufO":
-        raise ValueError(f"uncertainty must be numeric, got dtype {u_raw.dtype}")
+        raise ValueError(f"{name} must be numeric, got dtype {u_raw.dtype}")
     try:
         u = u_raw.astype(np.float64)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"uncertainty must be numeric, got dtype {u_raw.dtype}") from exc
+        raise ValueError(f"{name} must be numeric, got dtype {u_raw.dtype}") from exc
 
     c = c_raw.astype(np.float64) if c_raw.dtype.kind in "biuf" else None
     if c is None or not np.all((c == 0) | (c == 1)):
@@ -120,11 +122,11 @@ def _validate(
     if n_nan:
         if nan_policy == "raise":
             raise ValueError(
-                f"uncertainty contains {n_nan} NaN value(s) out of {len(u)}; "
+                f"{name} contains {n_nan} NaN value(s) out of {len(u)}; "
                 "pass nan_policy='omit' to drop those samples"
             )
         warnings.warn(
-            f"dropping {n_nan} sample(s) with NaN uncertainty out of {len(u)} "
+            f"dropping {n_nan} sample(s) with NaN {name} out of {len(u)} "
             "(nan_policy='omit')",
             UserWarning,
             stacklevel=stacklevel + 1,
@@ -132,7 +134,7 @@ def _validate(
         keep = ~nan_mask
         u, c = u[keep], c[keep]
         if len(u) == 0:
-            raise ValueError("all uncertainty values are NaN; nothing left to evaluate")
+            raise ValueError(f"all {name} values are NaN; nothing left to evaluate")
     return u, c
 
 
