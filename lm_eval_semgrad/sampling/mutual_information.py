@@ -99,7 +99,9 @@ def mu2_pairs(question: str, representatives: Sequence[str]) -> list[tuple[str, 
     One representative needs no pair (M.I. is 0.0 then), so the list is empty. With several, an empty
     representative raises: the code crashes there (IndexError on the empty tokenisation of a2).
     """
-    if len(representatives) > 1 and any(rep == "" for rep in representatives):
+    if len(representatives) < 2:
+        return []
+    if "" in representatives:
         raise ValueError(
             "an empty answer is a cluster representative; the reference code crashes scoring it as a2 "
             "(IndexError, mi_score_utils.py:75); drop the question or score M.I. as missing"
