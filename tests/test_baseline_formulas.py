@@ -77,7 +77,12 @@ def test_predictive_entropy_of_forced_tokens_is_zero():
 
 @pytest.mark.parametrize(
     ("log_probs", "message"),
-    [([[-0.1]], "at least 2"), ([[-0.1], []], "EOS"), ([[-0.1], [float("nan")]], "non-finite"), ([[-0.1], [[-1.0]]], "flat")],
+    [
+        ([[-0.1]], "at least 2"),
+        ([[-0.1], []], "EOS"),
+        ([[-0.1], [float("nan")]], "non-finite"),
+        ([[-0.1], [[-1.0]]], "flat"),
+    ],
 )
 def test_predictive_entropy_rejects_bad_input(log_probs, message):
     with pytest.raises(ValueError, match=message):
@@ -101,8 +106,16 @@ def test_b4_clustering(classes, expected):
 
 @pytest.mark.parametrize(
     ("ij", "ji", "equivalent", "strict_equivalent"),
-    [(2, 2, True, True), (2, 1, True, False), (1, 2, True, False), (1, 1, False, False), (2, 0, False, False),
-     (0, 2, False, False), (0, 0, False, False), (1, 0, False, False)],
+    [
+        (2, 2, True, True),
+        (2, 1, True, False),
+        (1, 2, True, False),
+        (1, 1, False, False),
+        (2, 0, False, False),
+        (0, 2, False, False),
+        (0, 0, False, False),
+        (1, 0, False, False),
+    ],
 )
 def test_clustering_pair_rule(ij, ji, equivalent, strict_equivalent):
     classes = [[2, ij], [ji, 2]]
@@ -375,8 +388,12 @@ def test_inside_identical_samples_closed_form(seed):
 
 @pytest.mark.parametrize(
     ("z", "message"),
-    [(np.ones((1, 8)), "at least 2"), (np.ones((4, 1)), "2 features"), (np.ones(8), "K x D"),
-     (np.full((3, 4), np.inf), "NaN or inf")],
+    [
+        (np.ones((1, 8)), "at least 2"),
+        (np.ones((4, 1)), "2 features"),
+        (np.ones(8), "K x D"),
+        (np.full((3, 4), np.inf), "NaN or inf"),
+    ],
 )
 def test_inside_rejects_bad_input(z, message):
     with pytest.raises(ValueError, match=message):
@@ -457,9 +474,7 @@ def test_semantic_density_rejects_bad_input(texts, d, lps, message):
 def test_semantic_distances_from_model_order_softmax(seed):
     rng = np.random.default_rng(seed)
     model_order = [rng.dirichlet(np.ones(3), size=10) for _ in range(2)]  # [contradiction, neutral, entailment]
-    expected = [
-        0.5 * sum(direction[k, 0] + 0.5 * direction[k, 1] for direction in model_order) for k in range(10)
-    ]
+    expected = [0.5 * sum(direction[k, 0] + 0.5 * direction[k, 1] for direction in model_order) for k in range(10)]
     code_order = [direction[:, [0, 2, 1]] for direction in model_order]  # [contradiction, entailment, neutral]
     np.testing.assert_allclose(semantic_distances(*code_order), expected, rtol=0, atol=1e-15)
 
@@ -496,7 +511,13 @@ def test_a2_f1_values():
 
 @pytest.mark.parametrize(
     ("text", "normalised"),
-    [("  The U.S. Army!  ", "us army"), ("an apple, a day", "apple day"), ("Beyoncé", "beyoncé"), ("the", ""), ("", "")],
+    [
+        ("  The U.S. Army!  ", "us army"),
+        ("an apple, a day", "apple day"),
+        ("Beyoncé", "beyoncé"),
+        ("the", ""),
+        ("", ""),
+    ],
 )
 def test_squad_normalize(text, normalised):
     assert squad_normalize(text) == normalised
@@ -513,7 +534,15 @@ def test_squad_f1_empty_strings_score_zero():
 
 def test_f1_clusters_first_representative_wins_and_duplicates_merge():
     clusters = f1_clusters(["red apple", "green pear", "red pear", "red pear", "", "", "blue"])
-    assert clusters == {"red apple": ["red apple", "red pear"], "green pear": ["green pear"], "": [""], "blue": ["blue"]}
+    expected = {"red apple": ["red apple", "red pear"], "green pear": ["green pear"], "": [""], "blue": ["blue"]}
+    assert clusters == expected
+
+
+def test_f1_clusters_threshold_is_strict_above_a_quarter():
+    assert squad_f1("x u v", "x y z") == pytest.approx(1 / 3)
+    assert list(f1_clusters(["x y z", "x u v"])) == ["x y z"]  # F1 1/3 > 0.25 joins
+    assert squad_f1("x u v", "x b c d e") == 0.25
+    assert list(f1_clusters(["x b c d e", "x u v"])) == ["x b c d e", "x u v"]  # F1 exactly 0.25 does not
 
 
 def test_mu1_later_duplicate_overwrites():
@@ -533,8 +562,9 @@ def reference_mi(m1, raw):
     c = len(m1)
     mu2 = [[raw[i][j] / sum(raw[i]) for j in range(c)] for i in range(c)]
     marginal = [sum(m1[i] * mu2[i][j] for i in range(c)) for j in range(c)]
-    return sum(m1[i] * sum(mu2[i][j] * math.log(mu2[i][j] / marginal[j]) for j in range(c) if mu2[i][j] > 0)
-               for i in range(c))
+    return sum(
+        m1[i] * sum(mu2[i][j] * math.log(mu2[i][j] / marginal[j]) for j in range(c) if mu2[i][j] > 0) for i in range(c)
+    )
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -560,9 +590,14 @@ def test_mi_zero_rows_columns_or_mu1_are_nan_not_errors():
 
 @pytest.mark.parametrize(
     ("m1", "raw", "message"),
-    [([], None, "non-empty"), ([0.5, 0.5], [[0.1, 0.2]], "square"), ([0.5, 0.5], [[0.1, -0.2], [0.1, 0.1]], "non-negative"),
-     ([0.5, 0.5], [[0.1, np.nan], [0.1, 0.1]], "finite"), ([-0.5, 1.5], [[0.1, 0.1], [0.1, 0.1]], "probabilities"),
-     ([0.5, 0.5], [[0.1] * 3] * 3, "2 x 2")],
+    [
+        ([], None, "non-empty"),
+        ([0.5, 0.5], [[0.1, 0.2]], "square"),
+        ([0.5, 0.5], [[0.1, -0.2], [0.1, 0.1]], "non-negative"),
+        ([0.5, 0.5], [[0.1, np.nan], [0.1, 0.1]], "finite"),
+        ([-0.5, 1.5], [[0.1, 0.1], [0.1, 0.1]], "probabilities"),
+        ([0.5, 0.5], [[0.1] * 3] * 3, "2 x 2"),
+    ],
 )
 def test_mi_rejects_bad_input(m1, raw, message):
     with pytest.raises(ValueError, match=message):
@@ -579,7 +614,8 @@ def test_mu1_rejects_bad_input():
 def test_mu2_prompt_exact_text():
     expected = (
         "Consider the following question: Q: What is the capital of France?\nOne answer to question Q is Paris.\n"
-        "Please directly provide an answer to the following question with one or few words:\nWhat is the capital of France?"
+        "Please directly provide an answer to the following question with one or few words:\n"
+        "What is the capital of France?"
     )
     assert mu2_prompt("What is the capital of France?", "Paris") == expected
     assert mu2_prompt("What is the capital of France?", "Paris.") == expected  # one trailing '.' is dropped
@@ -589,9 +625,8 @@ def test_mu2_prompt_exact_text():
 
 def test_mu2_pairs_row_major_and_degenerate_cases():
     pairs = mu2_pairs("q", ["A", "B"])
-    assert [(p, a2) for p, a2 in pairs] == [
-        (mu2_prompt("q", "A"), "A"), (mu2_prompt("q", "A"), "B"), (mu2_prompt("q", "B"), "A"), (mu2_prompt("q", "B"), "B")
-    ]
+    assert pairs == [(mu2_prompt("q", a1), a2) for a1 in ("A", "B") for a2 in ("A", "B")]
+    assert pairs[1] == (mu2_prompt("q", "A"), "B")
     assert mu2_pairs("q", [""]) == []  # one cluster: nothing is scored
     with pytest.raises(ValueError, match="empty answer"):
         mu2_pairs("q", ["Paris", ""])
@@ -623,7 +658,9 @@ def brute_force_cal(x, s, t=0.001):
 
 
 def brute_force_taus(lps, imps):
-    return [sum(w / sum(imp) * lp for w, lp in zip(imp, lps_k)) for lps_k, imp in zip(lps, imps)]
+    return [
+        sum(w / sum(imp) * lp for w, lp in zip(imp, lps_k, strict=True)) for lps_k, imp in zip(lps, imps, strict=True)
+    ]
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -707,7 +744,8 @@ REFERENCE_FEW_SHOT = (
     "the possible answer:\nA) True\nB) False\nThe possible answer is: True\n\nQuestion: Fill in the blank in the "
     "sentence 'I went to the grocery and then to the pharmacy. I was disappointed that they didn't have any vegetarian "
     "sausage at the _____.'\nPossible answer: grocery\nIs the possible answer:\nA) True\nB) False\nThe possible answer "
-    "is: True\n\nQuestion: Name a celebrated civil rights leader.\nPossible answer: Martin Luther King\nIs the possible "
+    "is: True\n\nQuestion: Name a celebrated civil rights leader.\nPossible answer: Martin Luther King\n"
+    "Is the possible "
     "answer:\nA) True\nB) False\nThe possible answer is: True\n\nQuestion: Calculate 33 * 849\nPossible answer: 28347"
     "\nIs the possible answer:\nA) True\nB) False\nThe possible answer is: False\n\nQuestion: Fill in the blank in the "
     "sentence 'I shot the _____ and it went swish. We walked away the winners of that battle!'\nPossible answer: gun\n"
@@ -717,8 +755,8 @@ REFERENCE_FEW_SHOT = (
 
 def test_p_true_prompt_matches_reference_text():
     expected = REFERENCE_FEW_SHOT + (
-        "Question: Who wrote Hamlet?\nPossible answer: William Shakespeare\nIs the possible answer:\nA) True\nB) False\n"
-        "The possible answer is:"
+        "Question: Who wrote Hamlet?\nPossible answer: William Shakespeare\n"
+        "Is the possible answer:\nA) True\nB) False\nThe possible answer is:"
     )
     assert p_true_prompt("Who wrote Hamlet?", "William Shakespeare") == expected
 

@@ -27,7 +27,7 @@ def token_log_probs(token_log_probs: Sequence[Sequence[float]], what: str, minim
                 "include the EOS log-prob"
             )
         if not np.all(np.isfinite(lp)):
-            raise ValueError(f"{what}: sample {k} has a non-finite token log-prob; sampled tokens have finite log-probs")
+            raise ValueError(f"{what}: sample {k} has a non-finite token log-prob; sampled tokens have finite ones")
     return arrays
 
 

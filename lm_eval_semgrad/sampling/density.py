@@ -22,7 +22,7 @@ def semantic_distances(forward: ArrayLike, backward: ArrayLike) -> np.ndarray:
     entailment], so pass `softmax[:, [0, 2, 1]]`. Each d_k lies in [0, 1].
     """
     pair = [np.asarray(x, dtype=np.float64) for x in (forward, backward)]
-    for name, dist in zip(("forward", "backward"), pair):
+    for name, dist in zip(("forward", "backward"), pair, strict=True):
         if dist.ndim != 2 or dist.shape[1] != 3:
             raise ValueError(f"{name} must be K x 3 NLI distributions [contradiction, entailment, neutral]")
         _checks.in_unit_interval(dist, name)
@@ -54,7 +54,7 @@ def semantic_density_score(
     seen: set[str] = set()
     score = total = 0.0
     with np.errstate(invalid="ignore", divide="ignore"):
-        for text, distance, log_probs in zip(texts, d, token_log_probs):
+        for text, distance, log_probs in zip(texts, d, token_log_probs, strict=True):
             if text in seen:
                 continue
             seen.add(text)

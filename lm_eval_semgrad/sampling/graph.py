@@ -58,7 +58,9 @@ def degree_uncertainty(w: ArrayLike) -> float:
 
 
 def eigenvalue_uncertainty(w: ArrayLike, threshold: float = EIGENVALUE_THRESHOLD) -> float:
-    """EigV (2.5, key `self_con_spectral_eigv`): `sum max(0, 1 - lambda)` over the normalised-Laplacian eigenvalues < 0.9.
+    """EigV (2.5, key `self_con_spectral_eigv`): `sum max(0, 1 - lambda)` over the eigenvalues < 0.9.
+
+    lambda are the eigenvalues of the normalised Laplacian `L = D^-1/2 (D - W) D^-1/2`, D = diag(row sums).
 
     Unlike lm-polygraph, eigenvalues in [threshold, 1) are dropped. W = all ones gives 1, W = I gives K.
     """

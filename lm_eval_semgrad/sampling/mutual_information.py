@@ -73,8 +73,10 @@ def mu1(answers: Sequence[str], token_log_probs: Sequence[Sequence[float]]) -> d
     """
     arrays = _checks.token_log_probs(token_log_probs, "mu1")
     if len(answers) != len(arrays):
-        raise ValueError(f"answers and token_log_probs must have one entry per sample, got {len(answers)} and {len(arrays)}")
-    probability = {answer: np.exp(np.sum(lp)) for answer, lp in zip(answers, arrays)}
+        raise ValueError(
+            f"answers and token_log_probs must have one entry per sample, got {len(answers)} and {len(arrays)}"
+        )
+    probability = {answer: np.exp(np.sum(lp)) for answer, lp in zip(answers, arrays, strict=True)}
     total = sum(probability.values())
     with np.errstate(invalid="ignore"):
         return {

@@ -22,7 +22,8 @@ _DEMONSTRATIONS = (
     ("Name a celebrated civil rights leader.", "Martin Luther King", "True"),
     ("Calculate 33 * 849", "28347", "False"),
     (
-        "Fill in the blank in the sentence 'I shot the _____ and it went swish. We walked away the winners of that battle!'",
+        "Fill in the blank in the sentence 'I shot the _____ and it went swish. "
+        "We walked away the winners of that battle!'",
         "gun",
         "False",
     ),
@@ -30,7 +31,10 @@ _DEMONSTRATIONS = (
 
 
 def _block(question: str, answer: str) -> str:
-    return f"Question: {question}\nPossible answer: {answer}\nIs the possible answer:\nA) True\nB) False\nThe possible answer is:"
+    return (
+        f"Question: {question}\nPossible answer: {answer}\n"
+        "Is the possible answer:\nA) True\nB) False\nThe possible answer is:"
+    )
 
 
 def p_true_prompt(question: str, answer: str) -> str:

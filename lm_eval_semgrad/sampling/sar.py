@@ -67,7 +67,7 @@ def _shifted_log_likelihoods(
         raise ValueError(f"importances must have one list per sample ({len(arrays)}), got {len(importances)}")
     taus = []
     with np.errstate(invalid="ignore", divide="ignore"):
-        for k, (lp, imp) in enumerate(zip(arrays, importances)):
+        for k, (lp, imp) in enumerate(zip(arrays, importances, strict=True)):
             weights = _checks.vector(imp, f"importances of sample {k}", lp.size)
             if np.any(weights < 0):
                 raise ValueError(f"importances of sample {k} must be non-negative (1 - cross-encoder similarity)")
