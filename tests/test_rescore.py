@@ -28,7 +28,11 @@ from lm_eval_semgrad.rescore import cli, engine
 from lm_eval_semgrad.rescore.encoding import PromptEncoder
 from tiny_models import build_chat_tokenizer, save_tiny_chat_model
 
+pytestmark = pytest.mark.e2e  # every test here reads lm_eval runs made by subprocesses
+
 METHODS = ("semgrad", "hybridgrad", "g_nll")
+#: what semgrad-hf and rescore compute by default: the default methods plus the free baselines
+INLINE_SCORES = ("semgrad", "hybridgrad", "g_nll", "mean_entropy", "max_prob_nll", "response_len")
 LIMIT = 6
 MAX_GEN_TOKS = 10  # qa_parity's generation_kwargs
 
@@ -121,9 +125,9 @@ def assert_scores_close(actual: dict, expected: dict, rel: float = 1e-4) -> None
 
 
 def assert_rescored_match_inline(rescored: dict, inline: dict) -> None:
-    """rescore computes every score; semgrad-hf skips ExGrad unless semgrad_methods asks for it."""
-    assert set(rescored) == set(inline) | {"exgrad"}
-    assert_scores_close({key: rescored[key] for key in inline}, inline)
+    """rescore computes what semgrad-hf computes: the asked-for methods plus the free baselines."""
+    assert set(rescored) == set(inline)
+    assert_scores_close(rescored, inline)
 
 
 def copy_run_files(source_dir: Path, task: str, destination: Path) -> Path:
@@ -244,7 +248,7 @@ def test_semgrad_hf_log_scores_its_logged_ids_exactly_without_a_roundtrip_mismat
     assert first["roundtrip"] is True and first["roundtrip_issue"] is None
     assert first["response_ids"] == split  # the logged ids are what is scored
     prompt_ids = tokenizer(rows[0]["arguments"]["gen_args_0"]["arg_0"]).input_ids
-    assert_scores_close(first["scores"], score(model, [prompt_ids], [split], position=-3)[0])
+    assert_scores_close(first["scores"], score(model, [prompt_ids], [split], position=-3, scores=INLINE_SCORES)[0])
     for row, logged in zip(rescored[1:], rows[1:]):
         assert row["uncertainty"]["roundtrip"] is True
         assert_rescored_match_inline(row["uncertainty"]["scores"], logged["uncertainty"]["scores"])
@@ -278,7 +282,7 @@ def test_plain_jsonl_with_chat_messages(runs, tiny, tmp_path):
     prompts = [list(p["input_ids"]) if hasattr(p, "keys") else list(p) for p in prompts]
     prompts.append(tokenizer(rows[3]["prompt"]).input_ids)
     responses = [tokenizer(row["response"], add_special_tokens=False).input_ids + [tokenizer.eos_token_id] for row in rows]
-    expected = score(model, prompts, responses, position=-2)
+    expected = score(model, prompts, responses, position=-2, scores=INLINE_SCORES)
     for row, prompt, response, want in zip(written, prompts, responses, expected):
         assert row["rescore"]["prompt_len"] == len(prompt) and row["rescore"]["response_ids"] == response
         assert row["rescore"]["roundtrip"] is True and row["rescore"]["position"] == -2
@@ -331,7 +335,7 @@ class Interrupted(Exception):
 
 def test_resume_after_interruption_scores_only_the_remaining_rows(runs, tmp_path, monkeypatch):
     source = samples_file(runs.hf, "qa_parity")
-    model_args = f"pretrained={runs.model_dir}"
+    model_args = f"pretrained={runs.model_dir},semgrad_memory=unbounded"  # one grad pass per batch of 2
     full = tmp_path / "full"
     assert rescore("--model_args", model_args, source, "--output_path", full, "--batch_size", "2") == 0
 
@@ -403,10 +407,9 @@ def test_prompt_encoding_matches_hflm_tok_batch_encode(add_bos_token):
             assert encoder.encode(prompt, {"max_gen_toks": MAX_GEN_TOKS}) == expected, (prompt, truncate)
 
 
-def test_subcommand_module_plugs_into_the_plugin_cli(monkeypatch):
+def test_subcommand_module_plugs_into_the_plugin_cli():
     from lm_eval_semgrad import cli as plugin_cli
 
-    monkeypatch.setitem(plugin_cli.SUBCOMMANDS, "rescore", ("lm_eval_semgrad.rescore.cli", cli.HELP))
     args = plugin_cli.build_parser().parse_args(
         ["rescore", "--model_args", "pretrained=x", "a.jsonl", "--output_path", "out", "--skip_bad"]
     )

@@ -17,8 +17,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..hf.chat_positions import resolve_position
-from ..hf.options import DEFAULT_CORRECTNESS_THRESHOLD, DEFAULT_METHODS
-from ..scoring import SCORE_KEYS
+from ..hf.options import DEFAULT_CORRECTNESS_THRESHOLD, DEFAULT_METHODS, computed_scores
 from .encoding import DEFAULT_MAX_LENGTH, PromptEncoder
 from .formats import HarnessFormat, PlainFormat, ScoringSetup
 from .pipeline import RescoreResult, group_metrics, parse_rows, run_items, scoring_setup
@@ -104,8 +103,8 @@ def _rescore_rows(
     numbered = ((i, row if isinstance(row, dict) else None, None if isinstance(row, dict) else "not a dict")
                 for i, row in enumerate(rows, start=1))
     items, bad = parse_rows(fmt, numbered, "<rows>", skip_bad)
-    _, scored = run_items(lambda: model, fmt, items, setup, batch_size=batch_size, scores=SCORE_KEYS, output=None,
-                          progress=progress, desc=desc)
+    _, scored = run_items(lambda: model, fmt, items, setup, batch_size=batch_size, scores=computed_scores(methods),
+                          output=None, progress=progress, desc=desc)
     counts = file_counts(items, len(bad), 0, scored)
     return RescoreResult([fmt.output_row(i) for i in items], bad, group_metrics(items, methods, bootstrap_iters), counts, items)
 

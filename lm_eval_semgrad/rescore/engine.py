@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from ..scoring import score
+from ..scoring.memory import GradPassMemory, grad_pass_memory, kv_cache_bytes_per_token
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +88,36 @@ class ScoreCache:
         self.scored += len(answers)
 
 
+@dataclass
+class MemoryPlan:
+    """Splits a batch of answers into grad passes within `semgrad_memory`, as semgrad-hf does.
+
+    "generation": at most the KV cache that generating the batch held (rows x longest prompt +
+    answer x the model's cache bytes per token); "unbounded": one pass; a number: that many MiB.
+    The pass's cost per row and token is measured once per model (`grad_pass_memory`).
+    """
+
+    option: str | float = "generation"
+    position: int = -1
+    layers: Sequence[int] | None = None
+    _memory: GradPassMemory | None = None
+    _kv_per_token: float = 0.0
+
+    def passes(self, model: Any, answers: Sequence[Answer]) -> list[list[int]]:
+        if self.option == "unbounded" or len(answers) < 2:
+            return [list(range(len(answers)))]
+        if self._memory is None:
+            self._memory = grad_pass_memory(model, position=self.position, layers=self.layers)
+            self._kv_per_token = kv_cache_bytes_per_token(model)
+        widest = max(len(a.prompt_ids) + len(a.response_ids) for a in answers)
+        budget = (
+            len(answers) * widest * self._kv_per_token if self.option == "generation" else float(self.option) * 2**20
+        )
+        return self._memory.row_groups(
+            [len(a.response_ids) - self.position for a in answers], max(len(a.prompt_ids) for a in answers), budget
+        )
+
+
 def score_items(
     get_model: Callable[[], Any],
     items: Sequence[Item],
@@ -98,20 +129,25 @@ def score_items(
     scores: Sequence[str],
     emit: Callable[[list[Item]], None],
     progress: Any | None = None,
+    memory: str | float = "generation",
 ) -> None:
-    """Score every item's answers (those not in `cache`), calling `emit` after each grad-pass batch.
+    """Score every item's answers (those not in `cache`), calling `emit` after each batch of `batch_size` answers.
 
     `get_model` is called only when there is an answer to score, so a resumed run with nothing
-    left never loads the weights.
+    left never loads the weights. Each batch runs in grad passes that fit `memory` (`MemoryPlan`).
     """
     pending_items: list[Item] = []
     pending: dict[AnswerKey, Answer] = {}
     state = {"batch_size": batch_size}
+    plan = MemoryPlan(memory, position, layers)
 
     def flush() -> None:
         answers = list(pending.values())
         if answers:
-            cache.add_scored(answers, _score_with_backoff(get_model(), answers, position, layers, scores, state))
+            model = get_model()
+            for group in plan.passes(model, answers):
+                chosen = [answers[i] for i in group]
+                cache.add_scored(chosen, _score_with_backoff(model, chosen, position, layers, scores, state))
         for item in pending_items:
             item.scores = [cache.get(answer) if answer.scorable else None for answer in item.answers]
         emit(list(pending_items))

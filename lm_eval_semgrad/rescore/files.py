@@ -14,7 +14,6 @@ from typing import Any
 
 from ..logs import get_logger
 from ..sample_log import SAMPLE_FIELD
-from ..scoring import SCORE_KEYS  # rescore computes every score of score()
 from .encoding import PromptEncoder
 from .engine import Item
 from .formats import HarnessFormat, PlainFormat, ScoringSetup, json_key
@@ -116,8 +115,8 @@ def rescore_sample_files(
         fingerprint = {**loaded.fingerprint(), "add_bos_token": add_bos, "max_length": int(max_length)}
         output = OutputFile(targets[source.path], fingerprint, overwrite=overwrite)
         kept, scored = run_items(
-            lambda: loaded.model, fmt, items, setup, batch_size=batch_size, scores=SCORE_KEYS, output=output,
-            progress=progress, desc=source.task,
+            lambda: loaded.model, fmt, items, setup, batch_size=batch_size, scores=loaded.computed_scores,
+            output=output, progress=progress, desc=source.task, memory=settings.memory,
         )
         outcomes.append(
             FileOutcome(
@@ -195,8 +194,8 @@ def rescore_jsonl_file(
     items, bad = parse_rows(fmt, read_jsonl(path), str(path), skip_bad, limit)
     output = OutputFile(target, loaded.fingerprint(), overwrite=overwrite)
     kept, scored = run_items(
-        lambda: loaded.model, fmt, items, setup, batch_size=batch_size, scores=SCORE_KEYS, output=output,
-        progress=progress, desc=path.name,
+        lambda: loaded.model, fmt, items, setup, batch_size=batch_size, scores=loaded.computed_scores,
+        output=output, progress=progress, desc=path.name, memory=loaded.settings.memory,
     )
     methods = loaded.settings.methods
     metrics = group_metrics(items, methods, bootstrap_iters)

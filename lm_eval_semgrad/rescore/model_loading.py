@@ -22,8 +22,8 @@ logger = get_logger(__name__)
 ENCODING_ARGS = ("add_bos_token", "max_length")
 #: model args of `hf`/`semgrad-hf` that do not apply to rescoring; accepted (with a warning) so that a run's args can be pasted.
 GENERATION_ONLY_ARGS = ("batch_size", "max_batch_size", "device", "parallelize", "use_fast_tokenizer")
-#: `semgrad_*` args of semgrad-hf's grad pass on generation's own batches: rescoring has no generation.
-GENERATION_ONLY_SEMGRAD_ARGS = ("semgrad_reuse_cache", "semgrad_memory")
+#: `semgrad_*` args of semgrad-hf's grad pass on generation's own cache: rescoring has no generation.
+GENERATION_ONLY_SEMGRAD_ARGS = ("semgrad_reuse_cache",)
 KNOWN_ARGS = ("pretrained", "tokenizer", "dtype", *LOAD_ARGS, *ENCODING_ARGS, *GENERATION_ONLY_ARGS)
 
 

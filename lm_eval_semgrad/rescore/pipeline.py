@@ -93,6 +93,7 @@ def run_items(
     output: OutputFile | None,
     progress: bool,
     desc: str,
+    memory: str | float = "generation",
 ) -> tuple[int, int]:
     """Score `items` (resuming from `output`'s earlier rows); returns (rows kept, grad-pass samples run)."""
     cache = ScoreCache()
@@ -126,7 +127,7 @@ def run_items(
     try:
         score_items(
             get_model, items, cache, position=setup.position, layers=setup.layers,
-            batch_size=batch_size, scores=scores, emit=emit, progress=bar,
+            batch_size=batch_size, scores=scores, emit=emit, progress=bar, memory=memory,
         )
     finally:
         if bar is not None:

@@ -182,6 +182,23 @@ def saved_bytes_per_answer_token(
     return max(totals[1] - totals[0], 0) / extra_tokens
 
 
+def kv_cache_bytes_per_token(model: nn.Module) -> float:
+    """Bytes a KV cache of `model` holds per token of one row, measured on a two-token forward pass.
+
+    What generating a batch keeps per token: rescoring without generation budgets its grad passes by it.
+    """
+    from .model_access import logits_to_keep_kwargs, output_cache
+
+    token = min(1, int(getattr(model.config, "vocab_size", 2)) - 1)
+    with torch.no_grad():
+        outputs = model(
+            input_ids=torch.full((1, 2), token, dtype=torch.long, device=model_device(model)), use_cache=True,
+            **logits_to_keep_kwargs(model, 1),
+        )
+    cache = output_cache(outputs)
+    return cache_bytes(cache) / 2 if cache is not None else 0.0
+
+
 def cache_bytes(cache: Any) -> int:
     """Bytes held by the tensors of a KV cache object (any transformers Cache layout), counted once each."""
     seen: dict[int, int] = {}
