@@ -414,10 +414,9 @@ def test_positions_option_takes_negative_values():
     assert parser.parse_args(["--model_args", "pretrained=x", "--output_path", "o.json", "--positions=-4..-1"]).positions == "-4..-1"
 
 
-def test_subcommand_through_the_console_script(model_dir, tmp_path, monkeypatch, capsys):
+def test_subcommand_through_the_plugin_cli(model_dir, tmp_path, capsys):
     from lm_eval_semgrad import cli
 
-    monkeypatch.setitem(cli.SUBCOMMANDS, "calibrate", ("lm_eval_semgrad.calibration.cli", "choose position and layers"))
     out = tmp_path / "cal.json"
     code = cli.main(["calibrate", "--model_args", f"pretrained={model_dir}", "--apply_chat_template", "--positions",
                      "-4..-1", "--limit", "3", "--paraphrases_per_question", "1", "--output_path", str(out)])

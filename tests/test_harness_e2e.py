@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import os
@@ -16,6 +17,8 @@ from harness_fixtures import lm_eval_command, read_results, read_samples, run_cl
 from lm_eval_semgrad import score
 from lm_eval_semgrad.metrics import METRICS
 from tiny_models import save_tiny_chat_model
+
+pytestmark = pytest.mark.e2e  # every test here reads lm_eval runs made by subprocesses
 
 METHODS = ("semgrad", "hybridgrad", "g_nll")
 
@@ -194,3 +197,78 @@ def test_scores_without_generation_cache_reuse_are_the_same(setup, first_run):
     for row in read_samples(fresh, "qa_parity"):
         for key, value in reused[row["doc_id"]].items():
             assert row["uncertainty"]["scores"][key] == pytest.approx(value, rel=1e-4, abs=1e-12), key
+
+
+def test_options_typed_as_space_separated_pairs_and_a_cache_made_with_other_settings(setup, first_run):
+    """The first run's --use_cache was written at the chat template's -3: its records must not be reused at -2."""
+    from lm_eval_semgrad import __version__
+
+    root, model_dir, tasks_dir = setup
+    output = root / "typed"
+    command = [
+        *lm_eval_command(), "--model", "semgrad-hf", "--model_args", f"pretrained={model_dir}", "semgrad_position=-2",
+        "semgrad_layers=1:3", "semgrad_methods=semgrad:exgrad:g_nll", "--tasks", "qa_parity", "--include_path",
+        str(tasks_dir), "--limit", "8", "--apply_chat_template", "--log_samples", "--output_path", str(output),
+        "--use_cache", str(root / "cache" / "lm"),
+    ]
+    result = run_cli(command, cwd=root)
+    assert "Cached requests: 8, Requests remaining: 0" in result.stderr + result.stdout
+    assert "8 cached answer(s) were scored with other settings" in result.stderr
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    for row in read_samples(output, "qa_parity"):
+        info = row["uncertainty"]
+        assert (info["position"], info["layers"]) == (-2, [1, 3])
+        assert set(info["scores"]) == {"semgrad", "exgrad", "g_nll", "mean_entropy", "max_prob_nll", "response_len"}
+        prompt_ids = tokenizer(row["arguments"]["gen_args_0"]["arg_0"], add_special_tokens=False).input_ids
+        fresh = score(model, [prompt_ids], [info["response_ids"]], position=-2, layers=[1, 3], scores=tuple(info["scores"]))[0]
+        for key, value in fresh.items():
+            assert info["scores"][key] == pytest.approx(value, rel=1e-4, abs=1e-12), key
+    config = read_results(output)["config"]["semgrad"]
+    assert config == {**config, "position": -2, "position_source": "semgrad_position", "layers": [1, 3],
+                      "layers_source": "semgrad_layers", "methods": ["semgrad", "exgrad", "g_nll"], "version": __version__}
+    results = read_results(output)["results"]["qa_parity"]
+    assert "exgrad_auroc,none" in results and "hybridgrad_auroc,none" not in results
+
+
+def test_identical_prompts_sampled_get_each_their_own_answers_scores(setup):
+    root, model_dir, tasks_dir = setup
+    repeat_dir = root / "repeat_tasks"
+    repeat_dir.mkdir()
+    data = repeat_dir / "same.jsonl"
+    data.write_text("".join(json.dumps({"question": "what gas do plants absorb ?", "answer": "x"}) + "\n" for _ in range(6)))
+    (repeat_dir / "qa_same.yaml").write_text(
+        (tasks_dir / "qa_parity.yaml").read_text().replace("task: qa_parity", "task: qa_same")
+        .replace(str(tasks_dir / "questions.jsonl"), str(data))
+    )
+    (repeat_dir / "utils.py").write_text((tasks_dir / "utils.py").read_text())
+    output = root / "sampled"
+    run_cli([
+        *lm_eval_command(), "--model", "semgrad-hf", "--model_args", f"pretrained={model_dir},semgrad_batch_size=4",
+        "--tasks", "qa_same", "--include_path", str(repeat_dir), "--apply_chat_template", "--log_samples",
+        "--gen_kwargs", "do_sample=true,temperature=2.0", "--seed", "7", "--output_path", str(output),
+    ], cwd=root)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    rows = read_samples(output, "qa_same")
+    assert len(rows) == 6 and len({row["resps"][0][0] for row in rows}) > 1  # the samples differ
+    for row in rows:
+        decoded = tokenizer.decode(row["uncertainty"]["response_ids"], skip_special_tokens=True)
+        assert decoded.split("\n\n")[0] == row["resps"][0][0]  # each row's scores are those of its own answer
+
+
+def test_a_cache_written_by_stock_hf_gives_missing_scores_with_cause_and_fix(setup):
+    root, model_dir, tasks_dir = setup
+    cache = root / "cache_hf" / "lm"
+    common = ["--tasks", "qa_parity", "--include_path", str(tasks_dir), "--limit", "4", "--apply_chat_template",
+              "--log_samples", "--use_cache", str(cache)]
+    run_cli([*lm_eval_command(), "--model", "hf", "--model_args", f"pretrained={model_dir}", *common,
+             "--output_path", str(root / "hf_cached")], cwd=root)
+    output = root / "semgrad_on_hf_cache"
+    result = run_cli([*lm_eval_command(), "--model", "semgrad-hf", "--model_args", f"pretrained={model_dir}", *common,
+                      "--output_path", str(output)], cwd=root)
+    assert "4 cached answer(s) have no uncertainty scores" in result.stderr
+    assert "use a new --use_cache path" in result.stderr and "lm-eval-semgrad rescore" in result.stderr
+    for row in read_samples(output, "qa_parity"):
+        assert row["uncertainty"]["scores"] is None
+        assert set(row["uncertainty"]["missing"]) == set(METHODS)
+        assert "holds no scores" in row["uncertainty"]["missing"]["semgrad"]

@@ -111,8 +111,7 @@ def test_failed_cells_are_reported_and_a_rerun_resumes(tmp_path, capsys, monkeyp
     models = tmp_path / "models.txt"
     models.write_text(f"a pretrained={tmp_path / 'good-a'}\nb pretrained={tmp_path / 'broken-b'}\n")
     out = tmp_path / "sweep"
-    # through the plugin's subcommand table, as `lm-eval-semgrad sweep ...` runs it once wired
-    monkeypatch.setitem(plugin_cli.SUBCOMMANDS, "sweep", ("lm_eval_semgrad.report.sweep", "grid"))
+    # through the plugin's real subcommand table, as `lm-eval-semgrad sweep ...` runs it
     argv = ["sweep", "--models", str(models), "--tasks", "t1,t2", "--output_path", str(out),
             "--launcher", f"{sys.executable} {fake}", "--bootstrap_iters", "0", "--", "--limit", "20"]
 
@@ -160,6 +159,7 @@ def test_failed_cells_are_reported_and_a_rerun_resumes(tmp_path, capsys, monkeyp
     assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.glob("a/*/*/results_*.json")} == finished
 
 
+@pytest.mark.e2e
 def test_real_lm_eval_cell_and_missing_model_path(tmp_path, capsys):
     """One real `python -m lm_eval_semgrad` cell on a tiny model; a model whose path does not exist fails at once."""
     model_dir = save_tiny_chat_model(tmp_path / "tiny")

@@ -265,6 +265,7 @@ def test_a_wrong_equivalence_model_path_fails_before_generation(tmp_path):
 # ----------------------------------------------------------------------------- the real CLI
 
 
+@pytest.mark.e2e
 def test_group_runs_end_to_end_with_the_lm_eval_cli(tmp_path, tiny_chat_model, overrides, minilm_path):
     """`python -m lm_eval run ... --tasks semgrad --apply_chat_template --log_samples`, from another directory."""
     metadata = dict(overrides)

@@ -40,8 +40,8 @@ __all__ = ["add_arguments", "format_table", "parse_model_args", "parse_positions
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model_args", required=True,
-        help="lm-eval style: pretrained=PATH_OR_ID[,dtype=auto|float32|bfloat16|float16][,gguf_file=F][,revision=R]"
-        "[,tokenizer=T][,trust_remote_code=true][,add_bos_token=true|false]",
+        help="as for lm_eval: pretrained=PATH_OR_ID plus dtype (auto, float32, bfloat16, float16), gguf_file, "
+             "revision, tokenizer, trust_remote_code, add_bos_token; other args are ignored with a warning",
     )
     parser.add_argument("--apply_chat_template", action="store_true",
                         help="build prompts with the tokenizer's chat template (use the same setting as the eval run)")

@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", metavar="OUTPUT_DIR",
                         help="lm-eval --output_path folders (searched at any depth) or results/samples files")
     parser.add_argument("--format", choices=("md", "csv", "html"), default=None,
-                        help="output format (default: from --output's suffix, else md)")
+                        help="output format (default: from the suffix of --output_path, else md)")
     parser.add_argument("--output_path", "-o", default=None, metavar="FILE", help="write the report here instead of stdout")
     parser.add_argument("--plots", default=None, metavar="DIR",
                         help="also write PNG plots (ROC, risk-coverage, score histograms, reliability) here")
