@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
@@ -21,7 +22,7 @@ from lm_eval_semgrad.report import ReportError, build_report
 from lm_eval_semgrad.report import plots as plots_module
 from lm_eval_semgrad.report.cli import main as report_main
 from lm_eval_semgrad.report.plots import (
-    histogram_bins, oracle_reliability_curve, reliability_curve, roc_curve,
+    PLOT_KINDS, histogram_bins, oracle_reliability_curve, reliability_curve, roc_curve,
 )
 
 TS = "2025-01-02T03-04-05.678901"
@@ -233,6 +234,35 @@ def test_plots_are_written_per_row(one_run, tmp_path, capsys):
         content = (plots / name).read_bytes()
         assert content[:8] == b"\x89PNG\r\n\x1a\n" and len(content) > 2000
     assert "## Plots" in out and "models_tiny-a__qa_syn__none__roc.png" in out
+
+
+def test_html_embeds_every_plot_and_links_no_file(one_run, tmp_path, capsys):
+    """Replaces the old `<a href=...png>` links: the page must show its plots when moved alone."""
+    plots, target = tmp_path / "plots", tmp_path / "page" / "board.html"
+    code, _, err = run_report([one_run, "--plots", plots, "--format", "html", "-o", target, "--bootstrap_iters", "0",
+                               "--methods", "semgrad,g_nll"], capsys)
+    assert code == 0, err
+    page = target.read_text()
+    embedded = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)" alt="([^"]+)"', page)
+    files = sorted(plots.iterdir())
+    assert len(files) == 8 and page.count("data:image/png;base64,") == len(files) == len(embedded)
+    assert sorted(base64.b64decode(data) for data, _ in embedded) == sorted(p.read_bytes() for p in files)
+    # grouped: each row's heading, then that row's four plots, alt text naming the plot and the row
+    sections = re.split(r"<h3>models/tiny-a / qa_syn / (none|strict)</h3>", page.split("<h2>Plots</h2>", 1)[1])
+    assert sections[1::2] == ["none", "strict"]
+    for name, section in zip(sections[1::2], sections[2::2]):
+        found = re.findall(r'base64,([A-Za-z0-9+/=]+)" alt="([^"]+)"', section)
+        assert [base64.b64decode(data) for data, _ in found] == [
+            (plots / f"models_tiny-a__qa_syn__{name}__{kind}.png").read_bytes() for kind in PLOT_KINDS
+        ]
+        assert all(alt.endswith(f": models/tiny-a / qa_syn / {name}") for _, alt in found)
+    assert "max-width" in page
+    assert ".png" not in page and not re.search(r'(href|src)="(?!data:)', page)  # nothing beside the page
+    text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", page)
+    assert "http" not in text and "<link" not in text
+    code, out, _ = run_report([one_run, "--plots", plots, "--bootstrap_iters", "0", "--methods", "semgrad"], capsys)
+    assert code == 0 and "data:image" not in out  # markdown still links the files
+    assert "[roc](" in out and "models_tiny-a__qa_syn__none__roc.png)" in out
 
 
 def test_histogram_bins_log_for_positive_decades_linear_otherwise():
