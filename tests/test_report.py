@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
 import math
+import re
 from pathlib import Path
 
+import matplotlib.figure
 import numpy as np
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from scipy.stats import spearmanr
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from lm_eval_semgrad import cli as plugin_cli
 from lm_eval_semgrad.report import ReportError, build_report
+from lm_eval_semgrad.report import plots as plots_module
 from lm_eval_semgrad.report.cli import main as report_main
+from lm_eval_semgrad.report.plots import (
+    PLOT_KINDS, histogram_bins, oracle_reliability_curve, reliability_curve, roc_curve,
+)
 
 TS = "2025-01-02T03-04-05.678901"
 TS_LATER = "2025-02-02T03-04-05.678901"
@@ -226,6 +234,104 @@ def test_plots_are_written_per_row(one_run, tmp_path, capsys):
         content = (plots / name).read_bytes()
         assert content[:8] == b"\x89PNG\r\n\x1a\n" and len(content) > 2000
     assert "## Plots" in out and "models_tiny-a__qa_syn__none__roc.png" in out
+
+
+def test_html_embeds_every_plot_and_links_no_file(one_run, tmp_path, capsys):
+    """Replaces the old `<a href=...png>` links: the page must show its plots when moved alone."""
+    plots, target = tmp_path / "plots", tmp_path / "page" / "board.html"
+    code, _, err = run_report([one_run, "--plots", plots, "--format", "html", "-o", target, "--bootstrap_iters", "0",
+                               "--methods", "semgrad,g_nll"], capsys)
+    assert code == 0, err
+    page = target.read_text()
+    embedded = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)" alt="([^"]+)"', page)
+    files = sorted(plots.iterdir())
+    assert len(files) == 8 and page.count("data:image/png;base64,") == len(files) == len(embedded)
+    assert sorted(base64.b64decode(data) for data, _ in embedded) == sorted(p.read_bytes() for p in files)
+    # grouped: each row's heading, then that row's four plots, alt text naming the plot and the row
+    sections = re.split(r"<h3>models/tiny-a / qa_syn / (none|strict)</h3>", page.split("<h2>Plots</h2>", 1)[1])
+    assert sections[1::2] == ["none", "strict"]
+    for name, section in zip(sections[1::2], sections[2::2]):
+        found = re.findall(r'base64,([A-Za-z0-9+/=]+)" alt="([^"]+)"', section)
+        assert [base64.b64decode(data) for data, _ in found] == [
+            (plots / f"models_tiny-a__qa_syn__{name}__{kind}.png").read_bytes() for kind in PLOT_KINDS
+        ]
+        assert all(alt.endswith(f": models/tiny-a / qa_syn / {name}") for _, alt in found)
+    assert "max-width" in page
+    assert ".png" not in page and not re.search(r'(href|src)="(?!data:)', page)  # nothing beside the page
+    text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", page)
+    assert "http" not in text and "<link" not in text
+    code, out, _ = run_report([one_run, "--plots", plots, "--bootstrap_iters", "0", "--methods", "semgrad"], capsys)
+    assert code == 0 and "data:image" not in out  # markdown still links the files
+    assert "[roc](" in out and "models_tiny-a__qa_syn__none__roc.png)" in out
+
+
+def test_histogram_bins_log_for_positive_decades_linear_otherwise():
+    decades = 10 ** np.linspace(-4, 1, 200)
+    edges, log = histogram_bins(np.r_[decades, np.inf])  # inf does not spoil the rule (clipped when drawn)
+    assert log and edges[0] == decades.min() and edges[-1] == decades.max()
+    assert np.allclose(edges[1:] / edges[:-1], edges[1] / edges[0]) and 5 <= len(edges) - 1 <= 30
+
+    narrow = np.random.default_rng(0).normal(5, 1, 200)  # positive, but max/min < 100
+    edges, log = histogram_bins(narrow)
+    assert not log and edges[0] == narrow.min() and edges[-1] == narrow.max()
+    assert np.allclose(np.diff(edges), edges[1] - edges[0]) and 5 <= len(edges) - 1 <= 30
+
+    for values in (np.r_[-decades, decades], np.r_[-1e-3, decades], np.r_[0.0, decades]):
+        edges, log = histogram_bins(values)
+        assert not log and np.allclose(np.diff(edges), edges[1] - edges[0])
+    edges, log = histogram_bins(np.array([1.0, 3, 3, 7, 2]))  # small integers: one bin per value
+    assert not log and edges.tolist() == [0.5, 1.5, 2.5, 3.5, 4.5, 5.5, 6.5, 7.5]
+    assert histogram_bins(np.full(4, 2.5))[0].tolist() == [2.0, 3.0]
+    rng = np.random.default_rng(1)  # bin count: Freedman–Diaconis between 5 and min(n/5, 30)
+    assert [len(histogram_bins(rng.normal(size=n))[0]) - 1 for n in (7, 100, 100_000)] == [5, 11, 30]  # n/5: 20
+
+
+def test_oracle_reliability_curve_by_hand():
+    correct = np.array([0, 1] * 6 + [1] * 8)  # 20 answers, 14 correct, shuffled
+    x, y = oracle_reliability_curve(correct)
+    assert np.allclose(x, np.arange(0.05, 1, 0.1))  # two answers per tenth, mean rank percentile
+    assert y.tolist() == [0, 0, 0, 0, 0, 0, 0, 1, 1, 1]
+    x, y = oracle_reliability_curve(np.array([1, 0, 1, 1, 0]), bins=2)  # uneven split: 3 + 2 answers
+    assert np.allclose(x, [0.3, 0.8]) and y.tolist() == [0, 1]
+    _, y = reliability_curve(np.array([5.0, 4, 3, 2, 1]), np.array([1, 0, 1, 1, 0]), bins=2)
+    assert np.allclose(y, [1 / 3, 1 / 2])  # most confident first: answers 5, 4, 3 then 2, 1
+
+
+def test_roc_curve_keeps_infinite_ties_together():
+    fpr, tpr = roc_curve(np.array([np.inf, np.inf, 0.0]), np.array([0, 1, 1]))
+    assert fpr.tolist() == [0, 0.5, 1] and tpr.tolist() == [0, 1, 1]
+
+
+def test_plot_axes_caption_and_reference_lines(tmp_path, data, monkeypatch):
+    correct, scores = data
+    spread = 10 ** (np.random.default_rng(1).normal(-2, 1, len(correct)) + (1 - correct))  # ~1e-5 .. 1e2
+    write_run(tmp_path / "runs", "m", "org/m", {"qa_syn": rows_for(correct, {"semgrad": spread,
+                                                                            "g_nll": scores["g_nll"]})})
+    figures = {}
+    original = matplotlib.figure.Figure.savefig
+
+    def keep(fig, path, **kwargs):
+        original(fig, path, **kwargs)
+        figures[Path(path).stem.rsplit("__", 1)[-1]] = fig
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", keep)
+    written = plots_module.write_plots(build_report([tmp_path / "runs"], n_bootstrap=0), tmp_path / "plots")
+    assert written[("org/m", "qa_syn", "none")][-1].name == "org_m__qa_syn__none__reliability.png"
+
+    semgrad_ax, g_nll_ax = figures["scores"].axes[:2]
+    assert semgrad_ax.get_xscale() == "log" and g_nll_ax.get_xscale() == "linear"  # g_nll has negative values
+    assert all(ax.get_ylabel().startswith("density (share of answers per ") for ax in (semgrad_ax, g_nll_ax))
+
+    fig = figures["reliability"]
+    (ax,) = fig.axes
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert "oracle (perfect ranking)" in labels and "overall error rate (no information)" in labels
+    oracle = ax.get_lines()[labels.index("oracle (perfect ranking)")]
+    assert np.allclose(oracle.get_ydata(), oracle_reliability_curve(correct.astype(float))[1])
+    (caption,) = [t for t in fig.texts if " ".join(t.get_text().split()) == plots_module.RELIABILITY_CAPTION]
+    renderer = FigureCanvasAgg(fig).get_renderer()  # the figure was closed after saving: a fresh canvas
+    box, axes_box, page = caption.get_window_extent(renderer), ax.get_tightbbox(renderer), fig.bbox
+    assert page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0 and box.y1 < axes_box.y0  # not cut off
 
 
 def test_subcommand_table_wiring(one_run, capsys):

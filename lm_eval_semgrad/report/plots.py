@@ -1,12 +1,19 @@
 """PNG plots per model x task x filter (matplotlib, Agg backend, no display needed).
 
 For each row computed from samples, four files named `<model>__<task>__<filter>__<kind>.png`:
-  roc             ROC curve of each method (incorrect answers = positive class), AUROC in the legend
+  roc             ROC curve of each method (incorrect answers = positive class), AUROC in the legend;
+                  dotted diagonal = random ranking
   risk_coverage   error rate among the k most confident answers vs coverage k/n, with the oracle
-                  ordering and the overall error rate for reference, AURC in the legend
-  scores          histograms of each method's score, correct vs incorrect answers
-  reliability     error rate per decile of each method's uncertainty rank (a good score rises from
-                  left to right), overall error rate dashed
+                  ordering (dashed) and the overall error rate (dotted) for reference, AURC in the legend
+  scores          one panel per method: histograms of its score for correct (green) and incorrect (red)
+                  answers, each normalised to area 1 (y = share of that group's answers per unit of score,
+                  or per decade on a log axis); bins from `histogram_bins`: log-spaced on a log x axis for
+                  positive scores spanning >= 2 decades (SemGrad), else linear (one bin per integer for
+                  small integer scores); +-inf counted in the outermost bins
+  reliability     error rate in each tenth of the answers ordered by each method's uncertainty (left:
+                  most confident; a useful score rises from left to right), with the overall error rate
+                  (dotted: a score that knows nothing) and the oracle curve (dashed: all correct answers
+                  first), and a caption under the axes saying how to read it
 Rows taken from a results JSON alone (no per-answer scores) get no plots.
 """
 
@@ -14,15 +21,31 @@ from __future__ import annotations
 
 import math
 import re
+import textwrap
 from pathlib import Path
 
 import numpy as np
 
 from .table import Report, Row
 
-__all__ = ["write_plots", "roc_curve", "risk_coverage_curve", "PLOT_KINDS"]
+__all__ = [
+    "write_plots", "roc_curve", "risk_coverage_curve", "reliability_curve", "oracle_reliability_curve",
+    "histogram_bins", "PLOT_KINDS", "PLOT_DESCRIPTIONS",
+]
 
 PLOT_KINDS = ("roc", "risk_coverage", "scores", "reliability")
+PLOT_DESCRIPTIONS = {  # alt text and captions in the HTML report
+    "roc": "ROC curves (errors caught vs correct answers flagged)",
+    "risk_coverage": "risk-coverage curves (error rate of the most confident answers kept)",
+    "scores": "score histograms of correct and incorrect answers",
+    "reliability": "error rate per tenth of the answers ordered by uncertainty",
+}
+MIN_BINS, MAX_BINS = 5, 30
+LOG_RATIO = 100.0  # max/min of positive scores from which histograms get log-spaced bins
+RELIABILITY_CAPTION = (
+    "Each point: error rate of one tenth of the answers, ordered by the method's uncertainty (left: most "
+    "confident). A useful score rises from left to right; dotted: no information; dashed: perfect ranking."
+)
 
 
 def _slug(text: str) -> str:
@@ -35,7 +58,7 @@ def roc_curve(uncertainty: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray,
     order = np.argsort(-uncertainty, kind="stable")
     u = uncertainty[order]
     positive = (correct[order] == 0).astype(float)
-    ends = np.r_[np.nonzero(np.diff(u) != 0)[0], len(u) - 1] if len(u) else np.array([], dtype=int)
+    ends = np.r_[np.nonzero(u[1:] != u[:-1])[0], len(u) - 1] if len(u) else np.array([], dtype=int)  # inf ties too
     tps = np.cumsum(positive)[ends]
     fps = np.cumsum(1.0 - positive)[ends]
     n_pos, n_neg = positive.sum(), len(u) - positive.sum()
@@ -52,8 +75,8 @@ def risk_coverage_curve(uncertainty: np.ndarray, correct: np.ndarray) -> tuple[n
     return k / len(errors), np.cumsum(errors) / k
 
 
-def _reliability(uncertainty: np.ndarray, correct: np.ndarray, bins: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """Mean rank percentile and error rate per equal-count bin of the uncertainty rank."""
+def reliability_curve(uncertainty: np.ndarray, correct: np.ndarray, bins: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Mean rank percentile and error rate per equal-count bin of the uncertainty rank (stable sort)."""
     n = len(uncertainty)
     order = np.argsort(uncertainty, kind="stable")
     percentile = (np.arange(n) + 0.5) / n
@@ -62,6 +85,45 @@ def _reliability(uncertainty: np.ndarray, correct: np.ndarray, bins: int = 10) -
     x = np.array([percentile[g].mean() for g in groups if len(g)])
     y = np.array([errors[g].mean() for g in groups if len(g)])
     return x, y
+
+
+def oracle_reliability_curve(correct: np.ndarray, bins: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """`reliability_curve` of a perfect ranking (all correct answers first): the best a score can reach."""
+    return reliability_curve(1.0 - correct, correct, bins)
+
+
+def _n_bins(x: np.ndarray) -> int:
+    """Freedman–Diaconis bin count, at least MIN_BINS, at most n/5 (<= MAX_BINS) so bins are not mostly empty."""
+    most = min(MAX_BINS, max(MIN_BINS, len(x) // 5))
+    q1, q3 = np.percentile(x, [25, 75])
+    if q3 == q1:  # mostly ties: no spread to size bins by
+        return most
+    return min(most, max(MIN_BINS, math.ceil((x.max() - x.min()) * len(x) ** (1 / 3) / (2 * (q3 - q1)))))
+
+
+def histogram_bins(values: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Bin edges that fit the finite `values`, and whether the x axis should be logarithmic.
+
+    Positive scores spanning >= 2 decades (SemGrad: 1e-4 .. 10) get geometric edges, as equal-width
+    bins would lump all but the largest values into one bin; negative or zero values never do.
+    Integer scores spanning at most MAX_BINS values get one bin per integer (no empty bins between
+    them, wider integer bins beyond). Otherwise equal-width bins over the range. The count of
+    geometric and equal-width bins follows Freedman–Diaconis (on log10 values for geometric ones),
+    between MIN_BINS and min(n/5, MAX_BINS).
+    """
+    finite = np.asarray(values, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0:
+        finite = np.zeros(1)
+    low, high = float(finite.min()), float(finite.max())
+    if low > 0 and high / low >= LOG_RATIO:
+        return np.geomspace(low, high, _n_bins(np.log10(finite)) + 1), True
+    if low == high:
+        return np.array([low - 0.5, high + 0.5]), False
+    if np.all(finite == np.round(finite)):
+        width = math.ceil((high - low + 1) / MAX_BINS)
+        return low - 0.5 + width * np.arange(math.ceil((high - low + 1) / width) + 1), False
+    return np.linspace(low, high, _n_bins(finite) + 1), False
 
 
 def _title(row: Row) -> str:
@@ -131,16 +193,22 @@ def _plot_row(row: Row, stem: Path, plt) -> list[Path]:
     for ax, method in zip(axes.flat, methods):
         result = row.methods[method]
         values = _finite_for_hist(result.uncertainty)
-        bins = np.histogram_bin_edges(values, bins=min(30, max(5, len(values) // 5)))
-        right, wrong = values[result.correct == 1], values[result.correct == 0]
-        if right.size:
-            ax.hist(right, bins=bins, alpha=0.55, color="tab:green", label=f"correct ({right.size})", density=True)
-        if wrong.size:
-            ax.hist(wrong, bins=bins, alpha=0.55, color="tab:red", label=f"incorrect ({wrong.size})", density=True)
+        bins, log = histogram_bins(values)
+        # equal bin widths on the drawn axis, so height = share of the group per unit (per decade if log)
+        width = float(np.log10(bins[1] / bins[0]) if log else bins[1] - bins[0])
+        for group, colour, label in ((values[result.correct == 1], "tab:green", "correct"),
+                                     (values[result.correct == 0], "tab:red", "incorrect")):
+            if group.size:
+                ax.hist(group, bins=bins, weights=np.full(group.size, 1.0 / (group.size * width)), alpha=0.55,
+                        color=colour, label=f"{label} ({group.size})")
         ax.set_title(method, fontsize=9)
-        ax.set_xlabel("uncertainty", fontsize=8)
+        if log:
+            ax.set_xscale("log")
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(4))
+        ax.set_xlabel("uncertainty (log scale)" if log else "uncertainty", fontsize=8)
+        ax.set_ylabel(f"density (share of answers per {'decade' if log else 'unit'})", fontsize=8)
         ax.tick_params(labelsize=7)
-        ax.xaxis.set_major_locator(MaxNLocator(4))
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(methods):]:
         ax.set_visible(False)
@@ -149,16 +217,20 @@ def _plot_row(row: Row, stem: Path, plt) -> list[Path]:
     save(fig, "scores")
 
     # reliability-style: error rate per uncertainty-rank decile
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    fig, ax = plt.subplots(figsize=(5.5, 5))
     for i, method in enumerate(methods):
         result = row.methods[method]
-        x, y = _reliability(result.uncertainty, result.correct)
+        x, y = reliability_curve(result.uncertainty, result.correct)
         ax.plot(x, y, "o-", ms=3, color=color(i), label=method)
-    ax.axhline(1.0 - float(first.correct.mean()), color="grey", ls=":", lw=1, label="overall error rate")
+    ax.axhline(1.0 - float(first.correct.mean()), color="grey", ls=":", lw=1,
+               label="overall error rate (no information)")
+    x, y = oracle_reliability_curve(first.correct)
+    ax.plot(x, y, "k--", lw=1, label="oracle (perfect ranking)")
     ax.set(xlabel="uncertainty rank percentile (decile bins)", ylabel="observed error rate",
            xlim=(0, 1), ylim=(-0.02, 1.02), title=_title(row))
     ax.legend(fontsize=7)
-    fig.tight_layout()
+    fig.text(0.5, 0.015, textwrap.fill(RELIABILITY_CAPTION, 90), ha="center", va="bottom", fontsize=7.5)
+    fig.tight_layout(rect=(0, 0.09, 1, 1))  # room for the caption's lines under the axes
     save(fig, "reliability")
     return paths
 

@@ -1,4 +1,4 @@
-"""A `Report` as markdown, CSV or a self-contained HTML page (sortable tables, no external assets).
+"""A `Report` as markdown, CSV or a self-contained HTML page (sortable tables, plots embedded, no external assets).
 
 Layout (markdown and HTML):
   1. Leaderboard: one line per model x task x filter, AUROC [95% CI] of every method, the best
@@ -8,12 +8,15 @@ Layout (markdown and HTML):
      the best value of each metric within its model x task x filter.
   3. Runs without uncertainty scores (and why), failed sweep cells.
   4. Notes (warnings met while reading the files and computing the metrics).
+Plots (with --plots): markdown links the PNG files (paths relative to the report); HTML embeds each
+PNG as a base64 data: URI under a heading per model x task x filter, so the page is one movable file.
 CSV: the "all metrics" table in long form (one line per method, values, CI bounds and stderr in
 separate columns), plus one line per entry without scores (`has_uncertainty_scores` = no).
 """
 
 from __future__ import annotations
 
+import base64
 import csv
 import html
 import io
@@ -22,6 +25,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from .plots import PLOT_DESCRIPTIONS
 from .table import METRIC_LABELS, METRIC_NAMES, Report, Row
 
 __all__ = ["render", "to_markdown", "to_csv", "to_html", "FORMATS"]
@@ -238,6 +242,9 @@ th.asc::after{content:" \\25B2"} th.desc::after{content:" \\25BC"}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .ci{color:#777;font-size:.85em} .best{font-weight:bold} tr.bestrow td.method{font-weight:bold}
 p.small{color:#555;font-size:.9em}
+.plots{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}
+.plots figure{margin:0;max-width:100%} .plots figcaption{color:#555;font-size:.85em}
+.plots img{display:block;max-width:min(100%,960px);height:auto}
 """
 
 _SCRIPT = """
@@ -289,7 +296,25 @@ def _html_table(header: Sequence[str], body: Sequence[str]) -> list[str]:
     return out
 
 
-def to_html(report: Report, plots: Plots | None = None, base: Path | None = None) -> str:
+def _html_plots(report: Report, plots: Plots) -> list[str]:
+    """Each row's PNGs inlined as data: URIs, so the page still shows them when mailed or moved alone."""
+    out = []
+    for row in report.rows:
+        files = plots.get(row.key) or []
+        if not files:
+            continue
+        where = f"{row.model} / {row.task} / {row.filter}"
+        out += [f"<h3>{_e(where)}</h3>", '<div class="plots">']
+        for path in files:
+            data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+            what = PLOT_DESCRIPTIONS.get(_plot_kind(path), _plot_kind(path))
+            out.append(f'<figure><img src="data:image/png;base64,{data}" alt="{_e(f"{what}: {where}")}">'
+                       f"<figcaption>{_e(what)}</figcaption></figure>")
+        out.append("</div>")
+    return ["<h2>Plots</h2>", *out] if out else []
+
+
+def to_html(report: Report, plots: Plots | None = None) -> str:
     methods = report.methods
     out = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
@@ -332,13 +357,7 @@ def to_html(report: Report, plots: Plots | None = None, base: Path | None = None
         out += _html_table(header, body)
 
     if plots:
-        out.append("<h2>Plots</h2><ul>")
-        for row in report.rows:
-            files = plots.get(row.key) or []
-            if files:
-                links = ", ".join(f'<a href="{_e(_relative(p, base))}">{_e(_plot_kind(p))}</a>' for p in files)
-                out.append(f"<li>{_e(row.model)} / {_e(row.task)} / {_e(row.filter)}: {links}</li>")
-        out.append("</ul>")
+        out += _html_plots(report, plots)
 
     out.append("<h2>Runs without uncertainty scores</h2>")
     if report.missing:
@@ -363,5 +382,5 @@ def render(report: Report, fmt: str, plots: Plots | None = None, base: Path | No
     if fmt == "csv":
         return to_csv(report)
     if fmt == "html":
-        return to_html(report, plots, base)
+        return to_html(report, plots)
     raise ValueError(f"unknown report format {fmt!r}; choose from {', '.join(FORMATS)}")
