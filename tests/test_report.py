@@ -493,3 +493,25 @@ def test_latest_run_per_model_and_task_unless_all_runs(tmp_path, data, capsys):
 
     every = build_report([tmp_path], n_bootstrap=0, all_runs=True)
     assert sorted(row.model for row in every.rows) == [f"org/m @ {TS}", f"org/m @ {TS_LATER}", "org/m [semgrad_position=-4]"]
+
+
+def test_two_runs_of_one_model_differing_in_a_non_semgrad_arg_with_two_tasks(tmp_path, data, capsys):
+    """Labels are made per run, not per (run, task): a run with two tasks once raised KeyError here."""
+    correct, scores = data
+    rows = rows_for(correct[:30], scores)
+    for folder, dtype in (("a", "float32"), ("b", "bfloat16")):
+        write_run(tmp_path, folder, "org/m", {"qa_one": rows, "qa_two": rows},
+                  model_args={"pretrained": "org/m", "dtype": dtype})
+    code, out, err = run_report([tmp_path, "--bootstrap_iters", "0", "--format", "csv"], capsys)
+    assert code == 0, err
+    labels = {line["model"] for line in csv.DictReader(io.StringIO(out))}
+    assert len(labels) == 2 and all("dtype=" in label for label in labels)
+
+
+def test_output_paths_that_cannot_be_written_fail_first_with_a_message(one_run, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    for option in (["-o", blocker / "report.md"], ["--plots", blocker / "plots"], ["-o", tmp_path]):
+        code, out, err = run_report([one_run, *option, "--bootstrap_iters", "0"], capsys)
+        assert code == 2 and out == "" and "Traceback" not in err
+        assert "cannot write" in err or "is a folder" in err

@@ -439,7 +439,11 @@ def select_runs(runs: Sequence[Run], all_runs: bool = False) -> list[tuple[Run, 
 
 
 def _disambiguate_labels(runs: Sequence[Run]) -> None:
-    """Distinct models must not share a label: fall back to the full name and arguments."""
+    """Distinct models must not share a label: fall back to the full name and arguments.
+
+    A run reported for several tasks occurs once per task in `runs`: each is labelled once.
+    """
+    runs = list({id(run): run for run in runs}.values())
     by_label: dict[str, set[str]] = {}
     for run in runs:
         by_label.setdefault(run.label, set()).add(run.model_key)
