@@ -16,7 +16,7 @@ import pytest
 
 from harness_fixtures import write_tasks
 from lm_eval_semgrad import cli as plugin_cli
-from lm_eval_semgrad.report.sweep import SweepError, main as sweep_main, parse_models_file
+from lm_eval_semgrad.report.sweep import SweepError, main as sweep_main, parse_models_file, parse_tasks
 from tiny_models import save_tiny_chat_model
 
 FAKE_LM_EVAL = textwrap.dedent(
@@ -157,6 +157,24 @@ def test_failed_cells_are_reported_and_a_rerun_resumes(tmp_path, capsys, monkeyp
             assert f"| {model} | {task} | none |" in report
     assert "None: every run found has uncertainty scores." in report
     assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.glob("a/*/*/results_*.json")} == finished
+
+    # 4: other lm_eval args, then other model args: a finished cell is refused, never reported under new settings
+    code = plugin_cli.main([*argv[:-1], "10"])
+    text = capsys.readouterr().out
+    assert code == 1 and "[1/4] a x t1 ... REFUSED: finished earlier with other settings (lm_eval_args: " in text
+    assert f"Delete {out / 'a' / 't1'} to run it again" in text
+    models.write_text(f"a pretrained={tmp_path / 'good-a'},dtype=float32\nb pretrained={tmp_path / 'good-b'}\n")
+    code = plugin_cli.main(argv)
+    text = capsys.readouterr().out
+    assert code == 1 and "[1/4] a x t1 ... REFUSED: finished earlier with other settings (model_args: " in text
+    assert "[3/4] b x t1 ... skipped" in text
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.glob("a/*/*/results_*.json")} == finished
+
+
+@pytest.mark.parametrize("name", [".", "..", "..."])
+def test_dot_task_names_are_refused(name):
+    with pytest.raises(SweepError, match="not a plain task name"):
+        parse_tasks([f"qa,{name}"])
 
 
 @pytest.mark.e2e

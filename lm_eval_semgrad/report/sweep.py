@@ -20,7 +20,9 @@ Each cell (model x task) runs `python -m lm_eval_semgrad --model semgrad-hf --mo
 its state to DIR/NAME/TASK/semgrad_cell.json.
 
 Resuming: a cell whose folder already holds a `results_*.json` is skipped as finished, so rerunning
-the same command after an interruption or a failure runs only what is missing. A failed cell is
+the same command after an interruption or a failure runs only what is missing. A finished cell
+whose recorded model args, model type or extra lm_eval args differ from this sweep's is refused
+(its numbers would be reported under the new settings): delete its folder to run it again. A failed cell is
 reported (exit code and the end of its log) and the grid goes on; a cell whose `pretrained` is a
 local path (starting with / ./ ../ ~) that does not exist fails at once without starting a process.
 At the end the report of DIR is written to DIR/report.<format>.
@@ -176,8 +178,8 @@ def parse_tasks(values: Sequence[str]) -> list[str]:
     if not tasks:
         raise SweepError("--tasks: no task names given")
     for task in tasks:
-        if not re.match(r"^[A-Za-z0-9_.\-+]+$", task):
-            raise SweepError(f"--tasks: {task!r} is not a plain task name (one name per cell; no globs)")
+        if not re.match(r"^[A-Za-z0-9_.\-+]+$", task) or not task.strip("."):
+            raise SweepError(f"--tasks: {task!r} is not a plain task name (one name per cell; no globs, not . or ..)")
     return tasks
 
 
@@ -226,6 +228,20 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def changed_settings(cell: Cell, model_type: str, extra: Sequence[str]) -> list[str]:
+    """How the settings a finished cell recorded differ from this sweep's (empty: the same run)."""
+    try:
+        state = json.loads((cell.directory / CELL_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        state = {}
+    now = {"model_args": cell.model.model_args, "model_type": model_type, "lm_eval_args": list(extra)}
+    return [
+        f"{key}: {state[key]!r} then, {value!r} now"
+        for key, value in now.items()
+        if key in state and state[key] != value
+    ]
+
+
 def _write_state(cell: Cell, **fields) -> None:
     path = cell.directory / CELL_FILE
     state = {}
@@ -253,8 +269,13 @@ def _tail(path: Path, lines: int = TAIL_LINES) -> list[str]:
     return [line.rsplit("\r", 1)[-1] for line in text.splitlines() if line.strip()][-lines:]
 
 
-def run_cell(cell: Cell, command: list[str], env: dict[str, str] | None = None) -> Outcome:
-    """Run one cell to completion, its output into the cell's log; never raises for a failed run."""
+def run_cell(
+    cell: Cell, command: list[str], env: dict[str, str] | None = None, recorded: dict | None = None
+) -> Outcome:
+    """Run one cell to completion, its output into the cell's log; never raises for a failed run.
+
+    `recorded`: settings kept in the cell's state besides its model args, compared on a rerun.
+    """
     cell.directory.mkdir(parents=True, exist_ok=True)
     log = cell.directory / LOG_FILE
     start = time.monotonic()
@@ -265,7 +286,8 @@ def run_cell(cell: Cell, command: list[str], env: dict[str, str] | None = None) 
                      ended=_now(), seconds=0.0)
         return Outcome(cell, "failed", message=f"not started: {problem}", log=log)
 
-    _write_state(cell, status="running", returncode=None, message=None, command=command, started=_now())
+    _write_state(cell, status="running", returncode=None, message=None, command=command, started=_now(),
+                 **(recorded or {}))
     with open(log, "w", encoding="utf-8") as handle:
         handle.write(f"# {_now()}: {shlex.join(command)}\n")
         handle.flush()
@@ -322,6 +344,13 @@ def run_sweep(
         command = build_command(cell, launcher=launcher, model_type=model_type, extra=extra)
         prefix = f"[{index}/{total}] {cell.label} ..."
         finished = cell.results_files()
+        changed = changed_settings(cell, model_type, extra) if finished else []
+        if finished and changed:
+            message = (f"finished earlier with other settings ({'; '.join(changed)}); its results would be reported "
+                       f"under the new ones. Delete {cell.directory} to run it again, or give the model another NAME")
+            _say(out, f"{prefix} REFUSED: {message}")
+            outcomes.append(Outcome(cell, "failed", message=message))
+            continue
         if finished:
             _say(out, f"{prefix} skipped (finished: {finished[-1]})")
             outcomes.append(Outcome(cell, "skipped"))
@@ -331,7 +360,7 @@ def run_sweep(
             continue
         _say(out, prefix, end=" ")
         try:
-            outcome = run_cell(cell, command, env=env)
+            outcome = run_cell(cell, command, env=env, recorded={"model_type": model_type, "lm_eval_args": list(extra)})
         except KeyboardInterrupt:
             _say(out, "interrupted")
             _say(out, f"sweep interrupted at {cell.label}; rerun the same command to resume (finished cells are "
