@@ -7,13 +7,14 @@ import math
 import re
 import os
 import socket
+import subprocess
 import sys
 
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from harness_fixtures import lm_eval_command, read_results, read_samples, run_cli, write_tasks
+from harness_fixtures import lm_eval_command, offline_env, read_results, read_samples, run_cli, write_tasks
 from lm_eval_semgrad import score
 from lm_eval_semgrad.metrics import METRICS
 from tiny_models import save_tiny_chat_model
@@ -272,3 +273,18 @@ def test_a_cache_written_by_stock_hf_gives_missing_scores_with_cause_and_fix(set
         assert row["uncertainty"]["scores"] is None
         assert set(row["uncertainty"]["missing"]) == set(METHODS)
         assert "holds no scores" in row["uncertainty"]["missing"]["semgrad"]
+
+
+def test_data_parallel_with_fewer_documents_than_processes_says_why(setup):
+    root, model_dir, tasks_dir = setup
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port())]
+    args = cli_args(model_dir, tasks_dir, root / "dp_one", "qa_parity")
+    args[args.index("--limit") + 1] = "1"
+    os.environ["ACCELERATE_USE_CPU"] = "true"
+    try:
+        result = subprocess.run([*launcher, "-m", "lm_eval_semgrad", *args], cwd=root, env=offline_env(),
+                                capture_output=True, text=True, timeout=300)
+    finally:
+        del os.environ["ACCELERATE_USE_CPU"]
+    assert result.returncode != 0
+    assert "task 'qa_parity' has 1 document(s) for 2 processes" in result.stderr

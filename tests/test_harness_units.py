@@ -214,3 +214,17 @@ def test_lower_layer_outputs_are_not_reused_when_upper_layers_need_more_than_the
                   scores=lm.computed_scores)
     for i, record in enumerate(records):
         assert_close(record["scores"], fresh[i], i)
+
+
+def test_a_correctness_metric_the_task_lacks_fails_before_generation(tmp_path):
+    from lm_eval.tasks import TaskManager, get_task_dict
+
+    from harness_fixtures import write_tasks
+    from lm_eval_semgrad.harness.task_hooks import attach_uncertainty_metrics
+
+    tasks_dir = write_tasks(tmp_path / "tasks")
+    task = get_task_dict(["qa_parity"], TaskManager(include_path=str(tasks_dir)))["qa_parity"]
+    with pytest.raises(ValueError, match=r"semgrad_correctness=f1: task 'qa_parity' has no such metric; its metrics are "
+                                         r"parity, exact_match"):
+        attach_uncertainty_metrics(task, pop_settings({"semgrad_correctness": "f1"}))
+    attach_uncertainty_metrics(task, pop_settings({"semgrad_correctness": "exact_match:1"}))

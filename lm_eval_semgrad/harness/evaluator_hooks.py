@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import Any
 
 from ..logs import get_logger
@@ -49,13 +50,35 @@ def _leaf_tasks(task_dict: dict) -> dict[str, Any]:
     return tasks
 
 
+def _check_every_process_gets_documents(lm: Any, tasks: dict[str, Any], arguments: dict[str, Any]) -> None:
+    """Data parallelism deals documents round-robin; a process left without any would make lm-eval fail on
+    that rank alone (and the others wait for it): say so on every rank, before anything runs."""
+    if getattr(lm, "world_size", 1) <= 1:
+        return
+    from lm_eval.evaluator_utils import get_sample_size
+
+    limit, samples = arguments.get("limit"), arguments.get("samples") or {}
+    for name, task in tasks.items():
+        count = len(samples[name]) if name in samples else len(task.eval_docs)
+        if limit is not None and name not in samples:
+            count = min(count, get_sample_size(task, limit))
+        if count < lm.world_size:
+            raise ValueError(
+                f"semgrad-hf: task {name!r} has {count} document(s) for {lm.world_size} processes, so some process "
+                f"would get none; evaluate at least {lm.world_size} documents (--limit) or run in one process."
+            )
+
+
 def _wrap_evaluate(original):
+    signature = inspect.signature(original)
+
     @functools.wraps(original)
     def evaluate(lm, task_dict, *args: Any, **kwargs: Any):
         model = _semgrad_model(lm)
         if model is None:
             return original(lm, task_dict, *args, **kwargs)
         tasks = _leaf_tasks(task_dict)
+        _check_every_process_gets_documents(lm, tasks, signature.bind(lm, task_dict, *args, **kwargs).arguments)
         skipped = [name for name, task in tasks.items() if getattr(task, "OUTPUT_TYPE", None) != "generate_until"]
         if skipped:
             logger.warning(

@@ -27,6 +27,12 @@ def attach_uncertainty_metrics(task: Any, settings: SemGradSettings) -> None:
     original_aggregation = task.aggregation
     original_higher_is_better = task.higher_is_better
     task_name = task.config.task
+    listed = [primary_metric([entry]) for entry in getattr(task.config, "metric_list", None) or []]
+    if settings.correctness_metric is not None and listed and settings.correctness_metric not in listed:
+        raise ValueError(
+            f"semgrad_correctness={settings.correctness_metric}: task {task_name!r} has no such metric; its "
+            f"metrics are {', '.join(map(str, listed))}. Pass one of them (METRIC[:THRESHOLD])."
+        )
     label = correctness_labeller(
         task_name, settings.correctness_metric or primary_metric(getattr(task.config, "metric_list", None)),
         settings.correctness_threshold,
