@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+from pathlib import Path
 
 #: the same name as lm-eval's `simple_evaluate(bootstrap_iters=...)`
 BOOTSTRAP_OPTION = "--bootstrap_iters"
@@ -43,3 +45,22 @@ def setup_command_logging() -> None:
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
         logger.propagate = False
+
+
+def output_problem(path: str | Path, *, folder: bool) -> str | None:
+    """Why an output file (or folder) cannot be written there, checked before any work starts; None if it can.
+
+    The folder (or the file's folder) is created, and a probe file written into it and removed.
+    """
+    target = Path(path).expanduser()
+    directory = target if folder else target.parent
+    if not folder and target.is_dir():
+        return f"{target} is a folder; give a file name"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".lm-eval-semgrad-write-check-{os.getpid()}"
+        probe.write_text("", encoding="utf-8")
+        probe.unlink()
+    except OSError as exc:
+        return f"cannot write {target}: {exc.strerror or exc}"
+    return None

@@ -11,13 +11,13 @@ Then evaluate with `lm_eval --model semgrad-hf --model_args pretrained=PATH,semg
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
+from ..cli_common import output_problem
 from .core import (
     DEFAULT_LIMIT,
     DEFAULT_PARAPHRASES_PER_QUESTION,
@@ -107,17 +107,6 @@ def parse_model_args(text: str) -> tuple[dict[str, Any], list[str]]:
     return kept, ignored
 
 
-def _check_writable(path: Path) -> None:
-    """Fail before the model loads when an output file cannot be written."""
-    folder = path.expanduser().resolve().parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OSError(f"cannot create the folder of {path} ({exc.strerror or exc})") from None
-    if not os.access(folder, os.W_OK):
-        raise OSError(f"cannot write {path}: its folder {folder} is not writable")
-
-
 def usage_command(typed_model_args: str, calibration_path: Path, apply_chat_template: bool) -> str:
     """The `lm_eval` command that uses a calibration, with the model args as the user typed them (so that a short
     name of an embedded model keeps working) and the packaged SciQ task: it runs as printed."""
@@ -173,8 +162,9 @@ def run(args: argparse.Namespace) -> int:
         positions = parse_positions(args.positions)
         items = read_paraphrases(args.paraphrases) if args.paraphrases else None
         for target in (args.output_path, args.plot):
-            if target is not None:
-                _check_writable(Path(target))
+            problem = None if target is None else output_problem(target, folder=False)
+            if problem is not None:
+                raise ValueError(problem)
     except (ValueError, OSError) as error:
         print(f"lm-eval-semgrad calibrate: {error}", file=sys.stderr)
         return 2

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..cli_common import add_bootstrap_argument, check_bootstrap_iters
+from ..cli_common import add_bootstrap_argument, check_bootstrap_iters, output_problem
 
 __all__ = ["add_arguments", "run", "main", "write_report"]
 
@@ -116,8 +116,12 @@ def run(args: argparse.Namespace) -> int:
     fmt = args.format
     if fmt is None:
         fmt = _SUFFIX_FORMAT.get(Path(args.output_path).suffix.lower(), "md") if args.output_path else "md"
-    problem = check_bootstrap_iters(args.bootstrap_iters)
-    if problem:
+    problems = [check_bootstrap_iters(args.bootstrap_iters)]
+    if args.output_path:
+        problems.append(output_problem(args.output_path, folder=False))
+    if args.plots:
+        problems.append(output_problem(args.plots, folder=True))
+    for problem in filter(None, problems):
         print(f"error: {problem}", file=sys.stderr)
         return 2
     try:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..cli_common import output_problem
 from ..logs import get_logger
 from ..sample_log import SAMPLE_FIELD
 from .encoding import PromptEncoder
@@ -51,15 +52,10 @@ class RescoreSummary:
 
 def check_writable(folder: str | Path) -> Path:
     """The output folder, created and checked writable before any model loads (RescoreError otherwise)."""
-    path = Path(folder).expanduser()
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".rescore-write-check"
-        probe.write_text("", encoding="utf-8")
-        probe.unlink()
-    except OSError as exc:
-        raise RescoreError(f"--output_path {path}: cannot write there ({exc.strerror or exc}); choose another folder") from None
-    return path
+    problem = output_problem(folder, folder=True)
+    if problem is not None:
+        raise RescoreError(f"--output_path: {problem}; choose another folder")
+    return Path(folder).expanduser()
 
 
 def _setup(loaded: LoadedModel) -> ScoringSetup:
