@@ -34,7 +34,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_score import (  # noqa: E402
-    SCIQ, default_model, load_model, load_tokenizer, peak_extra_cpu_alloc, sciq_chat_prompt,
+    SCIQ,
+    default_model,
+    load_model,
+    load_tokenizer,
+    peak_extra_cpu_alloc,
+    sciq_chat_prompt,
 )
 
 

@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 from bench_score import sciq_chat_prompt  # this folder is on sys.path when run as a script
+
 from lm_eval_semgrad.hf.embedded_models import EMBEDDED_MODELS
 
 

@@ -7,11 +7,11 @@ Same random Llama-3.1-8B-shaped bf16 model as gpu_score.py; prints the top opera
 from __future__ import annotations
 
 import torch
-from torch.profiler import ProfilerActivity, profile
-
 from gpu_score import LLAMA_8B  # noqa: E402  (run from bench/ or with bench/ on sys.path)
-from lm_eval_semgrad.scoring import score_with_prefix_cache
+from torch.profiler import ProfilerActivity, profile
 from transformers import LlamaConfig, LlamaForCausalLM
+
+from lm_eval_semgrad.scoring import score_with_prefix_cache
 
 
 def main() -> None:

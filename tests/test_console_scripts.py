@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from harness_fixtures import offline_env
 from tiny_models import save_tiny_chat_model
 

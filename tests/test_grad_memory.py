@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from lm_eval_semgrad.scoring import score, score_with_prefix_cache
-from lm_eval_semgrad.scoring.cache_rows import select_cache_rows
-from lm_eval_semgrad.scoring.batching import token_budget_groups
-from lm_eval_semgrad.scoring.memory import GradPassMemory, cache_bytes, grad_pass_memory, saved_bytes_per_answer_token
 from test_scoring_exact import assert_close
 from tiny_models import save_tiny_chat_model, tiny_llama, tiny_qwen3_tied
+
+from lm_eval_semgrad.scoring import score, score_with_prefix_cache
+from lm_eval_semgrad.scoring.batching import token_budget_groups
+from lm_eval_semgrad.scoring.cache_rows import select_cache_rows
+from lm_eval_semgrad.scoring.memory import GradPassMemory, cache_bytes, grad_pass_memory, saved_bytes_per_answer_token
 
 PROMPTS = [[5, 6, 7, 8, 9, 10, 11], [12, 13, 14], [15, 16, 17, 18, 19], [20, 21, 22, 23]]
 

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import os
+import re
 import socket
 import subprocess
 import sys
 
 import pytest
 import torch
+from harness_fixtures import lm_eval_command, offline_env, read_results, read_samples, run_cli, write_tasks
+from tiny_models import save_tiny_chat_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from harness_fixtures import lm_eval_command, offline_env, read_results, read_samples, run_cli, write_tasks
 from lm_eval_semgrad import score
 from lm_eval_semgrad.metrics import METRICS
-from tiny_models import save_tiny_chat_model
 
 pytestmark = pytest.mark.e2e  # every test here reads lm_eval runs made by subprocesses
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 
 import pytest
-
-from lm_eval_semgrad.hf.chat_positions import chat_template_position
-from lm_eval_semgrad.harness.response_tokens import answer_token_ids
-from lm_eval_semgrad.hf.options import DEFAULT_METHODS, pop_settings
 from tiny_models import build_chat_tokenizer
+
+from lm_eval_semgrad.harness.response_tokens import answer_token_ids
+from lm_eval_semgrad.hf.chat_positions import chat_template_position
+from lm_eval_semgrad.hf.options import DEFAULT_METHODS, pop_settings
 
 
 def test_settings_are_popped_and_parsed():
@@ -94,8 +94,9 @@ def test_unknown_model_arg_fails_before_loading_the_model():
 
 
 def test_auto_position_without_known_template_says_how_to_fix(tmp_path):
-    from lm_eval_semgrad.harness.model import SemGradHFLM
     from tiny_models import save_tiny_chat_model
+
+    from lm_eval_semgrad.harness.model import SemGradHFLM
 
     model_dir = save_tiny_chat_model(tmp_path / "m")
     config = (model_dir / "tokenizer_config.json")
@@ -115,11 +116,11 @@ def test_auto_position_without_known_template_says_how_to_fix(tmp_path):
 def test_calibration_file_sets_position_and_layers(tmp_path):
     import dataclasses
 
+    from tiny_models import save_tiny_chat_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from lm_eval_semgrad.calibration import calibrate, save_calibration
     from lm_eval_semgrad.harness.model import SemGradHFLM
-    from tiny_models import save_tiny_chat_model
 
     model_dir = save_tiny_chat_model(tmp_path / "m")
     items = [(f"what is the number {i} ?", [f"which number is {i} ?", f"name the number {i} ."]) for i in range(4)]
@@ -136,9 +137,10 @@ def test_calibration_file_sets_position_and_layers(tmp_path):
 
 
 def test_output_projection_scores_are_computed_only_when_asked_for(tmp_path):
+    from tiny_models import save_tiny_chat_model
+
     from lm_eval_semgrad.harness.model import SemGradHFLM
     from lm_eval_semgrad.sample_metrics import UncertaintySample
-    from tiny_models import save_tiny_chat_model
 
     model_dir = save_tiny_chat_model(tmp_path / "m")
     default = SemGradHFLM(pretrained=str(model_dir), device="cpu", semgrad_position=-1)
@@ -153,11 +155,11 @@ def test_output_projection_scores_are_computed_only_when_asked_for(tmp_path):
 def test_grad_pass_takes_the_lower_layers_outputs_from_generation(tmp_path):
     """semgrad-hf does not run the layers below the semantic band again, and gets the fresh scores."""
     from lm_eval.api.instance import Instance
+    from test_scoring_exact import assert_close
+    from tiny_models import save_tiny_chat_model
 
     from lm_eval_semgrad import score
     from lm_eval_semgrad.harness.model import SemGradHFLM
-    from test_scoring_exact import assert_close
-    from tiny_models import save_tiny_chat_model
 
     model_dir = save_tiny_chat_model(tmp_path / "m")
     lm = SemGradHFLM(pretrained=str(model_dir), device="cpu", batch_size=3, semgrad_position=-2, semgrad_memory="unbounded")
@@ -190,11 +192,11 @@ def test_grad_pass_takes_the_lower_layers_outputs_from_generation(tmp_path):
 def test_lower_layer_outputs_are_not_reused_when_upper_layers_need_more_than_them(tmp_path):
     """A model whose upper layer reads a value its lowest layer computes (as key/value sharing does)."""
     from lm_eval.api.instance import Instance
+    from test_scoring_exact import assert_close
+    from tiny_models import save_tiny_chat_model
 
     from lm_eval_semgrad import score
     from lm_eval_semgrad.harness.model import SemGradHFLM
-    from test_scoring_exact import assert_close
-    from tiny_models import save_tiny_chat_model
 
     model_dir = save_tiny_chat_model(tmp_path / "m")
     lm = SemGradHFLM(pretrained=str(model_dir), device="cpu", batch_size=2, semgrad_position=-1)
@@ -217,9 +219,9 @@ def test_lower_layer_outputs_are_not_reused_when_upper_layers_need_more_than_the
 
 
 def test_a_correctness_metric_the_task_lacks_fails_before_generation(tmp_path):
+    from harness_fixtures import write_tasks
     from lm_eval.tasks import TaskManager, get_task_dict
 
-    from harness_fixtures import write_tasks
     from lm_eval_semgrad.harness.task_hooks import attach_uncertainty_metrics
 
     tasks_dir = write_tasks(tmp_path / "tasks")

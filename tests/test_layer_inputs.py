@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_scoring_exact import assert_close
+from tiny_models import tiny_llama, tiny_qwen2
 from torch import nn
 
 from lm_eval_semgrad import score
@@ -11,8 +13,6 @@ from lm_eval_semgrad.scoring import score_with_prefix_cache
 from lm_eval_semgrad.scoring.layer_inputs import LayerInputRecorder
 from lm_eval_semgrad.scoring.memory import grad_pass_memory
 from lm_eval_semgrad.scoring.model_access import graph_start_layer, resolve_layers
-from test_scoring_exact import assert_close
-from tiny_models import tiny_llama, tiny_qwen2
 
 PROMPTS = [[5, 6, 7, 8, 9, 10, 11], [12, 13, 14], [15, 16, 17, 18, 19]]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import numpy as np
@@ -305,7 +306,7 @@ def test_bootstrap_accepts_metric_name_and_is_frozen():
     u, c = make_data(1, n=100)
     r = bootstrap_ci("auroc", u, c, n_resamples=200)
     assert r == bootstrap_ci(auroc, u, c, n_resamples=200)
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         r.value = 0.0  # type: ignore[misc]
     with pytest.raises(ValueError, match="unknown metric"):
         bootstrap_ci("nope", u, c)

@@ -6,10 +6,10 @@ import pytest
 
 peft = pytest.importorskip("peft", reason="peft is not installed (it comes with the test extra)")
 
+from tiny_models import save_tiny_chat_model  # noqa: E402
 from transformers import AutoModelForCausalLM  # noqa: E402
 
 from lm_eval_semgrad import score  # noqa: E402
-from tiny_models import save_tiny_chat_model  # noqa: E402
 
 
 def test_lora_adapter_scores_equal_the_merged_model(tmp_path):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
-
 from harness_fixtures import lm_eval_command, read_results, read_samples, run_cli
 
 pytestmark = pytest.mark.slow

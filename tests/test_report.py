@@ -22,7 +22,11 @@ from lm_eval_semgrad.report import ReportError, build_report
 from lm_eval_semgrad.report import plots as plots_module
 from lm_eval_semgrad.report.cli import main as report_main
 from lm_eval_semgrad.report.plots import (
-    PLOT_KINDS, histogram_bins, oracle_reliability_curve, reliability_curve, roc_curve,
+    PLOT_KINDS,
+    histogram_bins,
+    oracle_reliability_curve,
+    reliability_curve,
+    roc_curve,
 )
 
 TS = "2025-01-02T03-04-05.678901"

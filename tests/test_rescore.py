@@ -19,14 +19,14 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from harness_fixtures import offline_env, write_tasks
+from tiny_models import build_chat_tokenizer, save_tiny_chat_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from harness_fixtures import offline_env, write_tasks
 from lm_eval_semgrad import score
 from lm_eval_semgrad.metrics import METRICS
 from lm_eval_semgrad.rescore import cli, engine
 from lm_eval_semgrad.rescore.encoding import PromptEncoder
-from tiny_models import build_chat_tokenizer, save_tiny_chat_model
 
 pytestmark = pytest.mark.e2e  # every test here reads lm_eval runs made by subprocesses
 

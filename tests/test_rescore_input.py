@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from tiny_models import save_tiny_chat_model
 
 from lm_eval_semgrad.rescore import cli
-from tiny_models import save_tiny_chat_model
 
 
 @pytest.fixture(scope="module")

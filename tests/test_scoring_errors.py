@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_models import tiny_llama
 from torch import nn
 
 from lm_eval_semgrad import score
-from tiny_models import tiny_llama
 
 
 @pytest.fixture(scope="module")

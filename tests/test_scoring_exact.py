@@ -8,10 +8,11 @@ import random
 
 import pytest
 import torch
+from tiny_models import VOCAB, tiny_gemma2_softcapped, tiny_llama, tiny_qwen2, tiny_qwen3_tied
 from torch import nn
 
 from lm_eval_semgrad import score
-from tiny_models import VOCAB, tiny_gemma2_softcapped, tiny_llama, tiny_qwen2, tiny_qwen3_tied
+
 
 def reference_scores(model: nn.Module, prompt: list[int], response: list[int], position: int, layers) -> dict:
     """The definitions written out directly: full graph from the embeddings, one sample, no padding.

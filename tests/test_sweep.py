@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
-
 from harness_fixtures import write_tasks
-from lm_eval_semgrad import cli as plugin_cli
-from lm_eval_semgrad.report.sweep import SweepError, main as sweep_main, parse_models_file, parse_tasks
 from tiny_models import save_tiny_chat_model
+
+from lm_eval_semgrad import cli as plugin_cli
+from lm_eval_semgrad.report.sweep import SweepError, parse_models_file, parse_tasks
+from lm_eval_semgrad.report.sweep import main as sweep_main
 
 FAKE_LM_EVAL = textwrap.dedent(
     '''

@@ -351,7 +351,7 @@ def analysis(cal, grads: dict, correct: np.ndarray, known_position: int | None) 
         f"upper half h{upper[0]}..h{upper[-1]}")
     out["bands_at_choice"] = {"bands": bands, "spearman": rho}
     single = [auroc(grads["per_layer"][:, i, chosen], correct) for i in range(1, cal.num_layers)]
-    log("  single layers h1..h%d: " % (cal.num_layers - 1) + " ".join(f"{v:.2f}" for v in single))
+    log(f"  single layers h1..h{cal.num_layers - 1}: " + " ".join(f"{v:.2f}" for v in single))
     out["single_layer_auroc_at_choice"] = single
     return out
 

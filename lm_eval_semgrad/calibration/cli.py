@@ -134,10 +134,7 @@ def format_table(cal: Calibration) -> str:
     if len(cal.position_tokens) == len(cal.positions):
         lines.append(f"{'token (example prompt)':<24}" + "".join(f"{t[:width - 1]!s:>{width}}" for t in cal.position_tokens))
     lines.insert(0, header)
-    for band_name, band, rows in (
-        ("upper half", cal.upper_half_layers, cal.band_sps),
-        ("best band", cal.best_band_layers, cal.best_band_sps),
-    ):
+    for band_name, rows in (("upper half", cal.band_sps), ("best band", cal.best_band_sps)):
         for variant in ("centred", "raw", "retrieval"):
             label = f"{variant} ({band_name})"
             lines.append(f"{label:<24}" + "".join(f"{v:>{width}.3f}" for v in rows[variant]))

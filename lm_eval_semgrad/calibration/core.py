@@ -147,7 +147,7 @@ class SPSFeatures:
     def num_layers(self) -> int:
         return int(self.questions.shape[1]) - 1
 
-    def subset(self, indices: Sequence[int]) -> "SPSFeatures":
+    def subset(self, indices: Sequence[int]) -> SPSFeatures:
         import torch
 
         index = torch.as_tensor(list(indices), dtype=torch.long)

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..logs import get_logger
+from ..sample_log import layers_field
 from ..scoring.model_access import resolve_layers
 from .chat_positions import resolve_position
-from ..sample_log import layers_field
 from .options import SemGradSettings
 
 logger = get_logger(__name__)

@@ -8,17 +8,17 @@ that without distributional assumptions.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable, Union
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from .uncertainty import (
+    _BATCH_KERNELS,
     METRICS,
     NanPolicy,
     UndefinedMetricWarning,
-    _BATCH_KERNELS,
     _validate,
 )
 
@@ -49,7 +49,7 @@ class BootstrapResult:
     n_resamples_used: int
 
 
-def _resolve(metric_fn: Union[str, MetricFn]) -> MetricFn:
+def _resolve(metric_fn: str | MetricFn) -> MetricFn:
     if isinstance(metric_fn, str):
         try:
             return METRICS[metric_fn]
@@ -130,7 +130,7 @@ def _check_params(n_resamples: int, confidence: float) -> None:
 
 
 def bootstrap_ci(
-    metric_fn: Union[str, MetricFn],
+    metric_fn: str | MetricFn,
     uncertainty: ArrayLike,
     correct: ArrayLike,
     *,

@@ -27,9 +27,10 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Literal, Mapping, Optional
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -118,7 +119,7 @@ def _validate_probs(
     return p, c
 
 
-def _validate_weights(sample_weight: Optional[ArrayLike], keep: np.ndarray) -> np.ndarray:
+def _validate_weights(sample_weight: ArrayLike | None, keep: np.ndarray) -> np.ndarray:
     if sample_weight is None:
         return np.ones(int(keep.sum()))
     w = _as_1d(sample_weight, "sample_weight")
@@ -181,10 +182,10 @@ class ConfidenceMap:
 
     method: Method
     n: int
-    x: Optional[list[float]] = None
-    y: Optional[list[float]] = None
-    coef: Optional[float] = None
-    intercept: Optional[float] = None
+    x: list[float] | None = None
+    y: list[float] | None = None
+    coef: float | None = None
+    intercept: float | None = None
 
     def __post_init__(self) -> None:
         _check_method(self.method)
@@ -242,7 +243,7 @@ class ConfidenceMap:
         return {"method": self.method, "n": self.n, "coef": self.coef, "intercept": self.intercept}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "ConfidenceMap":
+    def from_dict(cls, data: Mapping[str, Any]) -> ConfidenceMap:
         """Inverse of :meth:`to_dict`; unknown or missing keys are errors, values are validated."""
         if not isinstance(data, Mapping):
             raise ValueError(f"ConfidenceMap.from_dict needs a mapping, got {type(data).__name__}")
@@ -338,7 +339,7 @@ def fit_confidence_map(
     correct: ArrayLike,
     *,
     method: Method = "isotonic",
-    sample_weight: Optional[ArrayLike] = None,
+    sample_weight: ArrayLike | None = None,
     nan_policy: NanPolicy = "raise",
 ) -> ConfidenceMap:
     """Fit a non-increasing map from uncertainty to P(correct) on labelled answers.

@@ -28,7 +28,8 @@ Ties in ``uncertainty``:
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike

@@ -21,7 +21,15 @@ from .formats import HarnessFormat, PlainFormat, ScoringSetup, json_key
 from .model_loading import LoadedModel, default_max_length
 from .output import OutputFile, write_json_atomic
 from .pipeline import group_metrics, parse_rows, run_items, scoring_setup
-from .results import DEFAULT_BOOTSTRAP_ITERS, RESCORE_MODEL, add_counts, file_counts, higher_is_better, metric_values, write_results_file
+from .results import (
+    DEFAULT_BOOTSTRAP_ITERS,
+    RESCORE_MODEL,
+    add_counts,
+    file_counts,
+    higher_is_better,
+    metric_values,
+    write_results_file,
+)
 from .rows import BadRow, RescoreError, read_jsonl
 from .sources import SampleSource, describe_source, find_sample_files
 

@@ -11,20 +11,20 @@ from typing import Any
 import torch
 from torch import nn
 
+from .analytic_head import HeadGradients, analytic_head_gradients, logits_are_projection_output
 from .batching import TeacherForcedBatch, build_batch
 from .cache_rows import select_cache_rows
-from .analytic_head import HeadGradients, analytic_head_gradients, logits_are_projection_output
 from .losses import response_losses
 from .memory import GradPassMemory
 from .model_access import (
     cache_argument,
     decoder_layers,
-    logits_to_keep_kwargs,
-    output_cache,
     frozen_for_scoring,
     graph_start_layer,
     layers_bypassed,
+    logits_to_keep_kwargs,
     model_device,
+    output_cache,
     output_projection,
     resolve_layers,
 )
