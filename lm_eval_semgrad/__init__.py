@@ -6,7 +6,8 @@ reports) do not pay for importing torch.
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from .version import __version__
+
 __all__ = ["SCORE_KEYS", "score", "__version__"]
 
 if TYPE_CHECKING:

@@ -23,7 +23,7 @@ def version_text() -> str:
     """The plugin's version and the versions of what it runs on (what a bug report needs)."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from . import __version__
+    from .version import __version__
 
     parts = []
     for package in ("lm_eval", "transformers", "torch"):

@@ -1,4 +1,4 @@
-"""score() against a plain, unbatched autograd computation of the SEMGRAD.md definitions."""
+"""score() against a plain, unbatched autograd computation of the definitions (docs/method.md)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def reference_scores(model: nn.Module, prompt: list[int], response: list[int], p
     """The definitions written out directly: full graph from the embeddings, one sample, no padding.
 
     The output projection gets its own parameter so that, for tied models, dL/dW_out is the
-    output-projection path only (SEMGRAD.md), not the embedding path too.
+    output-projection path only (docs/method.md), not the embedding path too.
     """
     model = copy.deepcopy(model)
     model.lm_head.weight = nn.Parameter(model.lm_head.weight.detach().clone())
@@ -47,6 +47,7 @@ def reference_scores(model: nn.Module, prompt: list[int], response: list[int], p
     return {
         "semgrad": semgrad,
         "hybridgrad": alpha * g_w + (1 - alpha) * semgrad,
+        "paragrad": g_w,
         "exgrad": ce_weight_grad.abs().mean().item(),
         "g_nll": nll.sum().item(),
         "mean_entropy": mean_entropy,

@@ -247,8 +247,8 @@ def calibrate(
     """
     import torch
 
-    from .. import __version__
     from ..scoring.model_access import upper_half_layers
+    from ..version import __version__
     from .prompts import special_tokens_kwargs
     from .sps import sps_tables
 

@@ -15,6 +15,7 @@ from typing import Any
 from ..logs import get_logger
 from ..sample_log import SAMPLE_FIELD, uncertainty_field
 from ..sample_metrics import UncertaintyAggregation, UncertaintySample
+from .run_state import SemGradRun, semgrad_run
 from .task_hooks import attach_uncertainty_metrics
 
 logger = get_logger(__name__)
@@ -29,13 +30,6 @@ def install() -> None:
         evaluator.evaluate = _wrap_evaluate(evaluator.evaluate)
     if not getattr(evaluator_utils.stderr_for_metric, "_semgrad_wrapped", False):
         evaluator_utils.stderr_for_metric = _wrap_stderr_for_metric(evaluator_utils.stderr_for_metric)
-
-
-def _semgrad_model(lm: Any):
-    from .model import SemGradHFLM
-
-    inner = getattr(lm, "lm", lm)  # CachingLM (--use_cache) wraps the model
-    return inner if isinstance(inner, SemGradHFLM) else None
 
 
 def _leaf_tasks(task_dict: dict) -> dict[str, Any]:
@@ -74,7 +68,7 @@ def _wrap_evaluate(original):
 
     @functools.wraps(original)
     def evaluate(lm, task_dict, *args: Any, **kwargs: Any):
-        model = _semgrad_model(lm)
+        model = semgrad_run(lm)
         if model is None:
             return original(lm, task_dict, *args, **kwargs)
         tasks = _leaf_tasks(task_dict)
@@ -104,7 +98,7 @@ def _wrap_evaluate(original):
 class _cached_answers_find_their_scores:
     """While evaluating through lm-eval's CachingLM, give the answers it serves from its cache their scores."""
 
-    def __init__(self, lm: Any, model: Any) -> None:
+    def __init__(self, lm: Any, model: SemGradRun) -> None:
         self.lm, self.model = lm, model
 
     def __enter__(self) -> None:
@@ -124,7 +118,7 @@ class _cached_answers_find_their_scores:
             self.lm.__dict__.pop("generate_until", None)
 
 
-def _log_cost(model) -> None:
+def _log_cost(model: SemGradRun) -> None:
     generation, grad_pass = model.seconds["generation"], model.seconds["grad_pass"]
     if generation > 0:
         logger.info(
@@ -133,7 +127,7 @@ def _log_cost(model) -> None:
         )
 
 
-def _tidy_sample_row(row: dict[str, Any], model) -> None:
+def _tidy_sample_row(row: dict[str, Any], model: SemGradRun) -> None:
     """Replace the per-metric copies of an UncertaintySample by one readable `uncertainty` field."""
     ours = [key for key, value in row.items() if isinstance(value, UncertaintySample)]
     if not ours:
@@ -144,7 +138,7 @@ def _tidy_sample_row(row: dict[str, Any], model) -> None:
     if isinstance(row.get("metrics"), list):
         row["metrics"] = [name for name in row["metrics"] if name not in ours]
     row[SAMPLE_FIELD] = uncertainty_field(
-        sample.record, sample.correct, sample.label, model.semgrad_position, model.semgrad_layers,
+        sample.record, sample.correct, sample.label, model.semantic.position, model.semantic.layers,
         methods=model.semgrad.methods, missing_reason=sample.missing_reason,
     )
 

@@ -16,7 +16,6 @@ from lm_eval.models.huggingface import HFLM
 from lm_eval.models.utils import postprocess_generated_text
 from tqdm import tqdm
 
-from .. import __version__
 from ..hf.embedded_models import resolve_embedded_model
 from ..hf.options import SemGradSettings, computed_scores, pop_settings
 from ..hf.semantic_setup import SemanticSetup, model_name, resolve_semantic_setup
@@ -25,8 +24,10 @@ from ..sample_log import Record
 from ..scoring import score, score_with_prefix_cache
 from ..scoring.cache_rows import select_cache_rows
 from ..scoring.layer_inputs import LayerInputRecorder
-from ..scoring.memory import GradPassMemory, cache_bytes, grad_pass_memory
+from ..scoring.memory import cache_bytes, grad_pass_memory
 from ..scoring.model_access import decoder_layers, graph_start_layer, output_cache, resolve_layers
+from ..scoring.pass_budget import GradPassMemory
+from ..version import __version__
 from . import evaluator_hooks
 from .response_tokens import answer_token_ids
 from .score_store import ScoreStore
@@ -64,8 +65,10 @@ class SemGradHFLM(HFLM):
     Model args: all of `hf`'s, plus the `semgrad_*` options in `hf.options.OPTION_HELP`;
     `pretrained` may also be a short name from `hf.embedded_models.EMBEDDED_MODELS`. Each request
     instance gets its answers' `ScoredAnswer`s (attribute `semgrad_answers`), which the task hooks
-    turn into per-task metrics.
+    turn into per-task metrics. It is the `run_state.SemGradRun` the evaluator hooks work with.
     """
+
+    is_semgrad_run = True
 
     def __init__(self, pretrained: Any = None, **kwargs: Any) -> None:
         self.semgrad: SemGradSettings = pop_settings(kwargs)

@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..scoring import OUTPUT_PROJECTION_KEYS, SCORE_KEYS
+from .. import methods as registry
 
-#: Scores that can be reported as uncertainty methods (all of score()'s outputs).
-METHODS = SCORE_KEYS
+#: Every method `semgrad_methods` may name (the registry's).
+METHODS = registry.available()
 DEFAULT_METHODS = ("semgrad", "hybridgrad", "g_nll")
 DEFAULT_CORRECTNESS_THRESHOLD = 0.5
 
@@ -56,10 +56,10 @@ class SemGradSettings:
 def computed_scores(methods: Sequence[str]) -> tuple[str, ...]:
     """The asked-for methods plus every score that comes free with SemGrad (logged as baselines).
 
-    ExGrad and HybridGrad each cost a reduction over the output projection's V x d gradient,
-    so they are computed only when `semgrad_methods` names them.
+    ExGrad, ParaGrad and HybridGrad each cost a reduction over the output projection's V x d
+    gradient, so they are computed only when `semgrad_methods` names them.
     """
-    return tuple(key for key in SCORE_KEYS if key in methods or key not in OUTPUT_PROJECTION_KEYS)
+    return registry.with_free_methods(methods)
 
 
 def pop_settings(model_args: dict[str, Any]) -> SemGradSettings:

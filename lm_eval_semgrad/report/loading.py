@@ -34,9 +34,10 @@ from typing import Any
 
 import numpy as np
 
+from ..sample_log import RESULTS_FILE_RE, SAMPLE_FIELD, SAMPLES_FILE_RE
+
 __all__ = [
     "ReportError",
-    "KNOWN_METHODS",
     "CELL_FILE",
     "Run",
     "FilterSamples",
@@ -47,18 +48,12 @@ __all__ = [
     "read_samples",
 ]
 
-#: Score keys written by `semgrad-hf` (lm_eval_semgrad.scoring.SCORE_KEYS), in display order.
-#: Kept here rather than imported so that reports never import torch.
-KNOWN_METHODS = ("semgrad", "hybridgrad", "exgrad", "g_nll", "mean_entropy", "max_prob_nll", "response_len")
-
 #: Metadata file a sweep writes into each cell folder.
 CELL_FILE = "semgrad_cell.json"
 
 #: model_args that do not change answers or scores, left out of a model's identity.
 _IRRELEVANT_ARGS = {"semgrad_batch_size", "batch_size", "max_batch_size", "device"}
 
-_RESULTS_RE = re.compile(r"^results_(?P<ts>.+)\.json$")
-_SAMPLES_RE = re.compile(r"^samples_(?P<task>.+)_(?P<ts>\d{4}-\d{2}-\d{2}T[0-9.:\-]+)\.jsonl$")
 
 
 class ReportError(Exception):
@@ -227,7 +222,7 @@ def read_samples(path: Path, warnings: list[str]) -> dict[str, FilterSamples]:
         bad_field: list[int] = []
         rules: dict[str, None] = {}
         for i, (lineno, row) in enumerate(rows):
-            info = row.get("uncertainty")
+            info = row.get(SAMPLE_FIELD)
             if info is None:
                 no_field += 1
                 continue
@@ -365,12 +360,12 @@ def discover_runs(paths: Iterable[str | Path], warnings: list[str]) -> tuple[lis
 
     runs: dict[tuple[Path, str], Run] = {}
     for path in sorted(files):
-        match = _RESULTS_RE.match(path.name)
+        match = RESULTS_FILE_RE.match(path.name)
         if match:
             run = runs.setdefault((path.parent, match["ts"]), Run(path.parent, match["ts"]))
             run.results_path = path
             continue
-        match = _SAMPLES_RE.match(path.name)
+        match = SAMPLES_FILE_RE.match(path.name)
         if match:
             run = runs.setdefault((path.parent, match["ts"]), Run(path.parent, match["ts"]))
             run.samples_paths[match["task"]] = path

@@ -21,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from .. import methods as registry
 from ..metrics import HIGHER_IS_BETTER, METRICS, BootstrapResult, evaluate_uncertainty
-from .loading import KNOWN_METHODS, FilterSamples, Run, discover_runs, read_samples, select_runs
+from .loading import FilterSamples, Run, discover_runs, read_samples, select_runs
 
 __all__ = [
     "METRIC_NAMES",
@@ -177,8 +178,7 @@ def _ordered_methods(present: Iterable[str], wanted: Sequence[str] | None) -> li
     present = list(dict.fromkeys(present))
     if wanted:
         return [m for m in wanted if m in present]
-    known = [m for m in KNOWN_METHODS if m in present]
-    return known + sorted(m for m in present if m not in KNOWN_METHODS)
+    return registry.ordered(present)
 
 
 # --------------------------------------------------------------------------- per source

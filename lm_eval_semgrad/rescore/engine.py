@@ -17,7 +17,8 @@ from typing import Any
 import torch
 
 from ..scoring import score
-from ..scoring.memory import GradPassMemory, grad_pass_memory, kv_cache_bytes_per_token
+from ..scoring.memory import grad_pass_memory, kv_cache_bytes_per_token
+from ..scoring.pass_budget import GradPassMemory
 
 logger = logging.getLogger(__name__)
 

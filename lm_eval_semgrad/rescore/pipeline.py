@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..logs import get_logger
+from ..sample_log import SAMPLE_FIELD
 from .engine import Item, ScoreCache, score_items
 from .formats import ScoringSetup
 from .output import OutputFile
@@ -140,7 +141,7 @@ def run_items(
 
 
 def same_setup(row: dict[str, Any], setup: ScoringSetup) -> bool:
-    info = row.get("uncertainty") if isinstance(row.get("uncertainty"), dict) else row.get("rescore")
+    info = row.get(SAMPLE_FIELD) if isinstance(row.get(SAMPLE_FIELD), dict) else row.get("rescore")
     if not isinstance(info, dict):
         return False
     return info.get("position") == setup.position and info.get("layers") == setup.layers_field

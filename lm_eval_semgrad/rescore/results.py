@@ -9,10 +9,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
+from .. import methods as registry
 from ..metrics import HIGHER_IS_BETTER, METRICS
 from ..sample_metrics import UncertaintyAggregation, UncertaintySample
-from ..scoring import SCORE_KEYS
+from ..version import __version__
 from .engine import Item
 from .formats import json_key
 from .output import write_json_atomic
@@ -82,7 +82,7 @@ def add_counts(total: dict[str, int], counts: dict[str, int]) -> None:
 def is_uncertainty_key(key: str) -> bool:
     """Whether a results key ("semgrad_auroc,none", "g_nll_prr_stderr,none") is an uncertainty metric."""
     name = key.split(",", 1)[0].removesuffix("_stderr")
-    return any(name == f"{method}_{metric}" for method in SCORE_KEYS for metric in METRICS)
+    return any(name == f"{method}_{metric}" for method in registry.available() for metric in METRICS)
 
 
 def write_results_file(path: Path, loaded: Any, members: Sequence[tuple[Any, Any]], batch_size: int, bootstrap_iters: int) -> None:

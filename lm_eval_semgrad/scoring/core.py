@@ -11,11 +11,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from .. import methods
 from .analytic_head import HeadGradients, analytic_head_gradients, logits_are_projection_output
 from .batching import TeacherForcedBatch, build_batch
 from .cache_rows import select_cache_rows
 from .losses import response_losses
-from .memory import GradPassMemory
 from .model_access import (
     cache_argument,
     decoder_layers,
@@ -29,11 +29,11 @@ from .model_access import (
     resolve_layers,
 )
 from .output_gradient import mean_abs_output_weight_grads
+from .pass_budget import GradPassMemory
 from .validation import validate_inputs
 
-SCORE_KEYS = ("semgrad", "hybridgrad", "exgrad", "g_nll", "mean_entropy", "max_prob_nll", "response_len")
-#: Scores that each need one more (B, V, d) reduction over the output projection's gradient.
-OUTPUT_PROJECTION_KEYS = ("hybridgrad", "exgrad")
+#: Every score of the single pass, in the registry's order (`lm_eval_semgrad.methods`).
+SCORE_KEYS = methods.single_pass_methods()
 
 
 def score(
@@ -52,9 +52,9 @@ def score(
     `position` is the semantic position tau counted from the prompt end (-1 = last prompt token);
     `layers` are indices into `output_hidden_states` (None = the upper half, final output excluded).
     Each response should include the token that ended generation. Returns, per sample, the
-    `scores` asked for (default all: `semgrad`, `hybridgrad`, `exgrad`, `g_nll`, `mean_entropy`,
-    `max_prob_nll`, `response_len`; see SEMGRAD.md); leaving out `hybridgrad` and `exgrad` saves
-    their output-projection reductions. Works under `torch.no_grad()`/`inference_mode()` callers.
+    `scores` asked for (default all of `SCORE_KEYS`; definitions in docs/method.md); leaving out
+    the methods that need an output-projection reduction (`hybridgrad`, `paragrad`, `exgrad`)
+    saves that reduction. Works under `torch.no_grad()`/`inference_mode()` callers.
     `progress`, if given, is called with the number of samples scored after each batch.
     """
     validate_inputs(model, prompt_ids, response_ids, position, batch_size)
@@ -180,6 +180,12 @@ def _checked_score_keys(scores: Collection[str]) -> tuple[str, ...]:
     return tuple(key for key in SCORE_KEYS if key in scores)
 
 
+def _reductions(scores: Sequence[str]) -> dict[str, bool]:
+    """Which output-projection reductions the asked-for scores need (each costs as much as the logits)."""
+    needs = methods.needs_of(scores)
+    return {"exgrad": "output_projection" in needs, "weighted_exgrad": "weighted_output_projection" in needs}
+
+
 def _checked(index: int, scores: dict[str, float]) -> dict[str, float]:
     if not all(math.isfinite(v) for v in scores.values()):
         raise ValueError(
@@ -231,8 +237,7 @@ def score_batch(
     if logits_are_projection_output(logits, capture.head_output):
         weight = output_projection(model).weight
         head = analytic_head_gradients(
-            logits[:, -keep:-1], targets, valid, weight, head_input.detach(),
-            exgrad="exgrad" in scores, weighted_exgrad="hybridgrad" in scores,
+            logits[:, -keep:-1], targets, valid, weight, head_input.detach(), **_reductions(scores),
         )
         band_grads = torch.autograd.grad(head_input, band_tensors, grad_outputs=head.hidden_grad.to(head_input.dtype))
     else:
@@ -252,11 +257,14 @@ def _autograd_head_gradients(
     (ce_grads,) = torch.autograd.grad(losses.cross_entropy.sum(), [projection_output], retain_graph=True)
     w_grads, *band_grads = torch.autograd.grad(losses.entropy_weighted.sum(), [projection_output, *band_tensors])
     hidden = capture.head_input[:, -keep:-1].detach()
+    reductions = _reductions(scores)
     head = HeadGradients(
         token_nll=losses.token_nll.detach(), token_entropy=losses.token_entropy, valid=valid,
         hidden_grad=torch.empty(0),
-        exgrad=mean_abs_output_weight_grads(ce_grads[:, -keep:-1], hidden) if "exgrad" in scores else None,
-        weighted_exgrad=mean_abs_output_weight_grads(w_grads[:, -keep:-1], hidden) if "hybridgrad" in scores else None,
+        exgrad=mean_abs_output_weight_grads(ce_grads[:, -keep:-1], hidden) if reductions["exgrad"] else None,
+        weighted_exgrad=(
+            mean_abs_output_weight_grads(w_grads[:, -keep:-1], hidden) if reductions["weighted_exgrad"] else None
+        ),
     )
     return head, band_grads
 
@@ -354,7 +362,8 @@ def _per_sample_scores(
     }
     if head.weighted_exgrad is not None:
         alpha = torch.exp(-mean_entropy)
-        columns["hybridgrad"] = alpha * head.weighted_exgrad.cpu() + (1 - alpha) * semgrad
+        columns["paragrad"] = head.weighted_exgrad.cpu()
+        columns["hybridgrad"] = alpha * columns["paragrad"] + (1 - alpha) * semgrad
     if head.exgrad is not None:
         columns["exgrad"] = head.exgrad
     values = {key: columns[key].double().cpu().tolist() for key in scores}

@@ -12,41 +12,20 @@ import contextlib
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from .batching import token_budget_groups
+from .core import score
 from .model_access import model_device
+from .pass_budget import GradPassMemory
 
 PROBE_ROWS = 2
 PROBE_PROMPT_TOKENS = (4, 36)
 PROBE_ANSWER_TOKENS = (8, 40)  # both longer than one statistics chunk of large vocabularies
 #: Without an allocator peak to read, backward transients are taken to equal the saved activations.
 SAVED_TO_PEAK_FACTOR = 2.0
-
-
-@dataclass(frozen=True)
-class GradPassMemory:
-    """Peak memory of one grad pass above its start, as a linear model of its batch.
-
-    fixed + rows x (per_token x suffix columns + per_prompt_token x prompt columns): the suffix
-    columns (tau..end) carry saved activations and logits; the prompt columns their rows' KV cache
-    and the keys and values the semantic layers keep for the backward pass.
-    """
-
-    per_token: float
-    per_prompt_token: float
-    fixed: float
-    source: str  # how it was measured
-
-    def row_groups(self, suffix_widths: Sequence[int], prompt_width: int, budget_bytes: float) -> list[list[int]]:
-        """Rows grouped by width into grad passes that each fit `budget_bytes` (a row alone always passes)."""
-        prompt_cost = prompt_width * self.per_prompt_token / self.per_token  # in suffix-token units
-        widths = [width + prompt_cost for width in suffix_widths]
-        return token_budget_groups(widths, max(1.0, (budget_bytes - self.fixed) / self.per_token))
 
 
 def grad_pass_memory(model: nn.Module, *, position: int = -1, layers: Sequence[int] | None = None) -> GradPassMemory:
@@ -58,7 +37,6 @@ def grad_pass_memory(model: nn.Module, *, position: int = -1, layers: Sequence[i
     be read, saved activations are counted instead (`saved_bytes_per_answer_token`), doubled for
     backward transients, plus the float32 logits; prompt columns are then not counted.
     """
-    from .core import score
 
     device = model_device(model)
     token = min(1, int(getattr(model.config, "vocab_size", 2)) - 1)
@@ -160,7 +138,6 @@ def saved_bytes_per_answer_token(
     once) are summed during two tiny score() calls whose answers differ in length, and the
     difference is divided by the extra tokens. Architecture-independent; costs two short passes.
     """
-    from .core import score
 
     parameters = {parameter.untyped_storage().data_ptr() for parameter in model.parameters()}
     token = min(1, int(getattr(model.config, "vocab_size", 2)) - 1)

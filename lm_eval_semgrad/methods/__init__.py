@@ -1,0 +1,123 @@
+"""The registry of uncertainty methods: each method's name, what it is, its direction, and what it needs.
+
+Every list of methods in the project comes from here: `semgrad_methods` validation, the keys
+`score()` returns, the report's method order and the README's table. What a method needs is
+declared as data (in the spirit of LM-Polygraph's estimators declaring their statistics), and the
+scorers compute, in one fused pass, exactly what the requested methods need. No torch import:
+reports and the sample-log contract read it too.
+
+Adding a method: one `Method` entry below, its computation where its needs are produced (the
+single pass: `scoring.core._per_sample_scores`), and a test against an independent computation.
+
+    >>> from lm_eval_semgrad import methods
+    >>> methods.get("semgrad").needs
+    frozenset({'grad_pass'})
+    >>> "g_nll" in methods.available()
+    True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+
+#: Every score is oriented the same way, as the reference code's are (and AUROC etc. assume).
+DIRECTION = "higher = less confident"
+
+#: What a method can need, and what each costs beyond the greedy generation.
+NEEDS = {
+    "token_statistics": "the teacher-forced pass over the greedy answer (token log-probs and entropies)",
+    "grad_pass": "the backward pass to the semantic layers' hidden states at tau",
+    "output_projection": "a reduction over the output projection's gradient |dL_ce/dW_out| (as much arithmetic as the answer's logits)",
+    "weighted_output_projection": "a reduction over the output projection's gradient |dL_w/dW_out| (G_w; as much arithmetic as the answer's logits)",
+}
+#: Needs the single scoring pass (`score()`) provides; the first two come with every SemGrad score.
+SINGLE_PASS_NEEDS = frozenset(NEEDS)
+FREE_NEEDS = frozenset({"token_statistics", "grad_pass"})
+
+
+@dataclass(frozen=True)
+class Method:
+    """One uncertainty method. `paper_row`: its row in the SemGrad paper's Table 1, when it has one."""
+
+    name: str
+    description: str
+    needs: frozenset[str]
+    paper_row: str | None = None
+    direction: str = DIRECTION
+
+    @property
+    def free(self) -> bool:
+        """Computed at no extra cost with SemGrad, so always logged as a baseline."""
+        return self.needs <= FREE_NEEDS
+
+
+def _method(name: str, description: str, *needs: str, paper_row: str | None = None) -> Method:
+    unknown = set(needs) - set(NEEDS)
+    if unknown:
+        raise ValueError(f"method {name!r} declares unknown needs {sorted(unknown)}")
+    return Method(name, description, frozenset(needs), paper_row)
+
+
+_REGISTRY: dict[str, Method] = {
+    method.name: method
+    for method in (
+        _method("semgrad", "mean |dL_w/dh| over the semantic layers at the semantic position tau", "grad_pass",
+                paper_row="SemGrad"),
+        _method("hybridgrad", "alpha G_w + (1 - alpha) SemGrad, alpha = exp(-mean token entropy)", "grad_pass",
+                "weighted_output_projection", "token_statistics", paper_row="HybridGrad"),
+        _method("exgrad", "mean |dL_ce/dW_out| over the output projection (mean token NLL loss)", "output_projection",
+                paper_row="ExGrad"),
+        _method("paragrad", "G_w: mean |dL_w/dW_out| over the output projection (entropy-weighted loss)",
+                "weighted_output_projection", paper_row="ParaGrad"),
+        _method("g_nll", "sum of the greedy answer's token NLLs", "token_statistics", paper_row="G-NLL"),
+        _method("mean_entropy", "mean token entropy of the greedy answer (nats)", "token_statistics"),
+        _method("max_prob_nll", "largest token NLL of the greedy answer", "token_statistics"),
+        _method("response_len", "number of answer tokens, the one that ended it included", "token_statistics"),
+    )
+}
+
+
+def available() -> tuple[str, ...]:
+    """Every registered method name, in display order."""
+    return tuple(_REGISTRY)
+
+
+def get(name: str) -> Method:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown uncertainty method {name!r}; choose from {', '.join(_REGISTRY)}") from None
+
+
+def single_pass_methods() -> tuple[str, ...]:
+    """The methods `score()` computes from one forward and one partial backward pass."""
+    return tuple(name for name, method in _REGISTRY.items() if method.needs <= SINGLE_PASS_NEEDS)
+
+
+def with_free_methods(requested: Iterable[str]) -> tuple[str, ...]:
+    """The requested methods plus every free one, in registry order: what a scoring run computes and logs."""
+    wanted = set(requested)
+    return tuple(name for name, method in _REGISTRY.items() if name in wanted or method.free)
+
+
+def needs_of(names: Collection[str]) -> frozenset[str]:
+    """Everything the named methods need together."""
+    return frozenset(need for name in names for need in get(name).needs)
+
+
+def ordered(names: Iterable[str]) -> list[str]:
+    """Registered names in registry order first, then unknown ones (e.g. from newer logs) sorted."""
+    present = set(names)
+    return [name for name in _REGISTRY if name in present] + sorted(present - set(_REGISTRY))
+
+
+def markdown_table(names: Sequence[str] | None = None) -> str:
+    """The README's table of methods (a test keeps the README's copy equal to this)."""
+    lines = ["| method | what it is | needs | paper's Table 1 row |", "|---|---|---|---|"]
+    for name in names or available():
+        method = get(name)
+        needs = ", ".join(sorted(method.needs))
+        description = method.description.replace("|", "\\|")  # a literal | would end the cell
+        lines.append(f"| `{name}` | {description} | {needs} | {method.paper_row or ''} |")
+    return "\n".join(lines)
