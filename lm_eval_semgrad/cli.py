@@ -15,7 +15,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "calibrate": ("lm_eval_semgrad.calibration.cli", "Choose the semantic position and layers of a model by Semantic Preservation Score"),
     "report": ("lm_eval_semgrad.report.cli", "Leaderboard tables and plots of uncertainty quality from lm-eval output folders"),
     "rescore": ("lm_eval_semgrad.rescore.cli", "Score saved generations (lm-eval sample logs from any backend, or plain JSONL) without generating again"),
-    "sweep": ("lm_eval_semgrad.report.sweep", "Run a resumable models x tasks grid of semgrad-hf evaluations, then report"),
+    "sweep": ("lm_eval_semgrad.sweep", "Run a resumable models x tasks grid of semgrad-hf evaluations, then report"),
 }
 
 

@@ -433,7 +433,7 @@ def test_parse_positions():
 
 
 def test_calibration_fields_are_documented_in_the_schema():
-    from lm_eval_semgrad.calibration.core import _SCHEMA
+    from lm_eval_semgrad.calibration.file_format import _SCHEMA
 
     assert set(_SCHEMA) == {f.name for f in dataclasses.fields(Calibration)}
 

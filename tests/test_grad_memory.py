@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_scoring_exact import assert_close
+from support import assert_close, generate_left_padded, left_padded
 from tiny_models import save_tiny_chat_model, tiny_llama, tiny_qwen3_tied
 
 from lm_eval_semgrad.scoring import score, score_with_prefix_cache
@@ -16,19 +16,9 @@ PROMPTS = [[5, 6, 7, 8, 9, 10, 11], [12, 13, 14], [15, 16, 17, 18, 19], [20, 21,
 
 
 def _generate(model, prompts, new_tokens=6):
-    """Greedy generation on a left-padded batch, as HFLM lays it out; returns answers and the KV cache."""
-    model.generation_config.eos_token_id = None
-    width = max(len(p) for p in prompts)
-    input_ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
-    attention_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
-    with torch.no_grad():
-        out = model.generate(
-            input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=new_tokens, do_sample=False,
-            return_dict_in_generate=True, pad_token_id=0,
-        )
-    # answers of different lengths, so that grouping by length matters
-    answers = [row[width : width + new_tokens - i].tolist() for i, row in enumerate(out.sequences)]
-    return answers, getattr(out, "past_key_values", None) or getattr(out, "cache", None)
+    """Greedy answers of different lengths (so that grouping by length matters) and generation's KV cache."""
+    sequences, width, cache = generate_left_padded(model, prompts, new_tokens)
+    return [row[width : width + new_tokens - i].tolist() for i, row in enumerate(sequences)], cache
 
 
 @pytest.mark.parametrize("budget, passes", [(1, 4), (14, 3), (16, 2), (24, 2), (1000, 1)])
@@ -156,9 +146,7 @@ def test_semgrad_hf_splits_the_grad_pass_under_a_small_budget_with_unchanged_sco
 
     def pending_scores(**semgrad_args):
         lm = SemGradHFLM(pretrained=str(model_dir), device="cpu", semgrad_position=-1, **semgrad_args)
-        width = max(len(p) for p in PROMPTS)
-        context = torch.tensor([[0] * (width - len(p)) + p for p in PROMPTS])
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in PROMPTS])
+        context, mask, width = left_padded(PROMPTS)
         lm._model_generate(context, width + 8, [], attention_mask=mask, do_sample=False)
         return [pending.answer.record["scores"] for pending in lm._pending]
 

@@ -155,7 +155,7 @@ def test_output_projection_scores_are_computed_only_when_asked_for(tmp_path):
 def test_grad_pass_takes_the_lower_layers_outputs_from_generation(tmp_path):
     """semgrad-hf does not run the layers below the semantic band again, and gets the fresh scores."""
     from lm_eval.api.instance import Instance
-    from test_scoring_exact import assert_close
+    from support import assert_close
     from tiny_models import save_tiny_chat_model
 
     from lm_eval_semgrad import score
@@ -192,7 +192,7 @@ def test_grad_pass_takes_the_lower_layers_outputs_from_generation(tmp_path):
 def test_lower_layer_outputs_are_not_reused_when_upper_layers_need_more_than_them(tmp_path):
     """A model whose upper layer reads a value its lowest layer computes (as key/value sharing does)."""
     from lm_eval.api.instance import Instance
-    from test_scoring_exact import assert_close
+    from support import assert_close
     from tiny_models import save_tiny_chat_model
 
     from lm_eval_semgrad import score

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_scoring_exact import assert_close
+from support import assert_close, generate_left_padded
 from tiny_models import tiny_llama, tiny_qwen2
 from torch import nn
 
@@ -19,19 +19,11 @@ PROMPTS = [[5, 6, 7, 8, 9, 10, 11], [12, 13, 14], [15, 16, 17, 18, 19]]
 
 def generate_recording(model: nn.Module, position: int, layers, max_new_tokens: int = 6):
     """Greedy generation of PROMPTS (left-padded) with the graph's first layer's inputs recorded."""
-    model.generation_config.eos_token_id = None
-    width = max(len(p) for p in PROMPTS)
-    input_ids = torch.tensor([[0] * (width - len(p)) + p for p in PROMPTS])
-    attention_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in PROMPTS])
     num_layers = model.config.num_hidden_layers
     start = graph_start_layer(num_layers, resolve_layers(num_layers, layers))
-    with torch.no_grad(), LayerInputRecorder(model, start, width + position) as recorder:
-        out = model.generate(
-            input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens, do_sample=False,
-            return_dict_in_generate=True, pad_token_id=0,
-        )
-    cache = getattr(out, "past_key_values", None) or getattr(out, "cache", None)
-    return out.sequences, width, cache, recorder
+    recorder = LayerInputRecorder(model, start, max(len(p) for p in PROMPTS) + position)
+    sequences, width, cache = generate_left_padded(model, PROMPTS, max_new_tokens, recorder)
+    return sequences, width, cache, recorder
 
 
 @pytest.mark.parametrize("build", [tiny_llama, tiny_qwen2])

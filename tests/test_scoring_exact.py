@@ -8,6 +8,7 @@ import random
 
 import pytest
 import torch
+from support import assert_close
 from tiny_models import VOCAB, tiny_gemma2_softcapped, tiny_llama, tiny_qwen2, tiny_qwen3_tied
 from torch import nn
 
@@ -61,15 +62,6 @@ def random_samples(seed: int, n: int, max_prompt: int = 20, max_response: int = 
     prompts = [[rng.randrange(VOCAB) for _ in range(rng.randint(4, max_prompt))] for _ in range(n)]
     responses = [[rng.randrange(VOCAB) for _ in range(rng.randint(1, max_response))] for _ in range(n)]
     return prompts, responses
-
-
-def assert_close(actual: dict, expected: dict, sample: int) -> None:
-    assert set(actual) == set(expected)
-    for key, want in expected.items():
-        got = actual[key]
-        assert isinstance(got, float), key
-        assert math.isfinite(got), key
-        assert abs(got - want) <= 1e-4 * abs(want) + 1e-12, f"sample {sample} {key}: {got} vs {want}"
 
 
 @pytest.mark.parametrize("build", [tiny_llama, tiny_qwen3_tied, tiny_qwen2])

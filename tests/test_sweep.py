@@ -16,8 +16,8 @@ from harness_fixtures import write_tasks
 from tiny_models import save_tiny_chat_model
 
 from lm_eval_semgrad import cli as plugin_cli
-from lm_eval_semgrad.report.sweep import SweepError, parse_models_file, parse_tasks
-from lm_eval_semgrad.report.sweep import main as sweep_main
+from lm_eval_semgrad.sweep import SweepError, parse_models_file, parse_tasks
+from lm_eval_semgrad.sweep import main as sweep_main
 
 FAKE_LM_EVAL = textwrap.dedent(
     '''

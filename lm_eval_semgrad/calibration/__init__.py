@@ -4,30 +4,19 @@
     cal = calibrate(model, tokenizer, apply_chat_template=True)   # packaged SciQ paraphrases
     save_calibration(cal, "calib.json"); cal.position, cal.layers
 
-See `core` for the choice rule, `sps` for the score variants, `prompts` for how prompts match the
+See `choice` for the choice rule (`record` for what is kept, `file_format` for the file), `sps` for the score variants, `prompts` for how prompts match the
 harness, and `cli` for `lm-eval-semgrad calibrate`. The default paraphrases (SciQ, about 12 per
 question) come from the SemGrad reference repository (github.com/mingdali6717/SemGrad, MIT).
 """
 
 from typing import TYPE_CHECKING, Any
 
-from .core import (
-    DEFAULT_LIMIT,
-    DEFAULT_PARAPHRASES_PER_QUESTION,
-    DEFAULT_POSITIONS,
-    FORMAT_VERSION,
-    LAYER_RULES,
-    Calibration,
-    SPSFeatures,
-    calibrate,
-    known_family_position,
-    load_calibration,
-    measure_features,
-    same_model,
-    save_calibration,
-)
+from .choice import DEFAULT_LIMIT, DEFAULT_PARAPHRASES_PER_QUESTION, LAYER_RULES, calibrate, known_family_position
+from .file_format import load_calibration, same_model, save_calibration
+from .measurement import DEFAULT_POSITIONS, SPSFeatures, measure_features
 from .paraphrases import ParaphraseItem, read_paraphrases
 from .prompts import DEFAULT_PROMPT_TEMPLATE, encode_prompt
+from .record import FORMAT_VERSION, Calibration
 
 __all__ = [
     "DEFAULT_LIMIT",

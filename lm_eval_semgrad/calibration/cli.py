@@ -18,15 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from ..cli_common import output_problem
-from .core import (
-    DEFAULT_LIMIT,
-    DEFAULT_PARAPHRASES_PER_QUESTION,
-    LAYER_RULES,
-    Calibration,
-    calibrate,
-    save_calibration,
-)
+from .choice import DEFAULT_LIMIT, DEFAULT_PARAPHRASES_PER_QUESTION, LAYER_RULES, calibrate
+from .file_format import save_calibration
 from .prompts import DEFAULT_PROMPT_TEMPLATE
+from .record import Calibration
 
 #: model args passed to from_pretrained; HFLM-only args (batch sizes, parallelism, ...) are ignored.
 MODEL_KEYS = (

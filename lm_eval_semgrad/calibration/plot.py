@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .core import Calibration
+from .record import Calibration
 from .sps import VARIANTS
 
 __all__ = ["plot_sps"]

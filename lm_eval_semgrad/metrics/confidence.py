@@ -75,7 +75,7 @@ def _is_int(x: Any) -> bool:
     return isinstance(x, numbers.Integral) and not isinstance(x, bool)
 
 
-def _check_method(method: str) -> None:
+def _check_method(method: Any) -> None:
     if method not in _METHODS:
         raise ValueError(f"method must be one of {list(_METHODS)}, got {method!r}")
 
@@ -230,8 +230,10 @@ class ConfidenceMap:
             raise ValueError(f"uncertainty must be numeric, got dtype {u.dtype}")
         u = u.astype(np.float64)
         if self.method == "isotonic":
+            assert self.x is not None and self.y is not None  # checked in __post_init__
             x = np.asarray(self.x)
             return np.interp(np.clip(u, x[0], x[-1]), x, np.asarray(self.y))
+        assert self.coef is not None and self.intercept is not None  # checked in __post_init__
         if self.coef == 0:  # avoid 0 * inf
             return np.where(np.isnan(u), np.nan, expit(self.intercept))
         return expit(self.intercept + self.coef * u)
@@ -239,6 +241,7 @@ class ConfidenceMap:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict with only the fields of this method."""
         if self.method == "isotonic":
+            assert self.x is not None and self.y is not None  # checked in __post_init__
             return {"method": self.method, "n": self.n, "x": list(self.x), "y": list(self.y)}
         return {"method": self.method, "n": self.n, "coef": self.coef, "intercept": self.intercept}
 

@@ -1,9 +1,8 @@
-"""Reports and sweeps: leaderboard tables and plots of uncertainty quality across models and tasks.
+"""Reports: leaderboard tables and plots of uncertainty quality across models and tasks.
 
-- `lm-eval-semgrad report OUTPUT_DIR...` (`report.cli`): tables (markdown/CSV/HTML) and plots from
-  lm-eval output folders, recomputed from the per-answer scores in the samples files.
-- `lm-eval-semgrad sweep ...` (`report.sweep`): a resumable models x tasks grid of `semgrad-hf`
-  runs followed by a report.
+`lm-eval-semgrad report OUTPUT_DIR...` (`report.cli`): tables (markdown/CSV/HTML) and plots from
+lm-eval output folders, recomputed from the per-answer scores in the samples files. (The grid
+runner `lm-eval-semgrad sweep` lives in `lm_eval_semgrad.sweep` and writes its report with this.)
 
 Nothing here imports torch or lm_eval.
 """

@@ -126,6 +126,8 @@ def mi_score(mu1_values: Sequence[float], mu2_raw: ArrayLike | None) -> float:
         return 0.0
     if np.any(m1 < 0) or np.any(np.isinf(m1)):
         raise ValueError("mu1_values must be probabilities (NaN is passed through, as mu1 gives it on underflow)")
+    if mu2_raw is None:
+        raise ValueError(f"mu2_raw is None but there are {m1.size} clusters; pass their raw mu2 matrix")
     raw = _checks.square_matrix(mu2_raw, "mu2_raw", m1.size)
     if not np.all(np.isfinite(raw)) or np.any(raw < 0):
         raise ValueError("mu2_raw must hold finite, non-negative conditional probabilities exp(sum of log-probs)")

@@ -6,7 +6,7 @@ import contextlib
 import math
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -228,14 +228,17 @@ def score_batch(
     split = batch.semantic_column(position)
     cache = prefix_cache if prefix_cache is not None or split == 0 else _prefix_cache(model, batch, split)
     capture, logits = _suffix_forward_with_capture(model, batch, split, cache, band, graph_inputs)
+    if capture.head_input is None or capture.head_output is None:
+        raise ValueError(f"{type(model).__name__}'s forward did not call its output projection; SemGrad needs its logits.")
     band_tensors = [capture.band_inputs[i] for i in band]
     keep = batch.max_response_length + 1
     start = batch.prompt_width
     targets = batch.input_ids[:, start : start + keep - 1].to(logits.device)
     valid = batch.response_mask().to(logits.device)
     head_input = capture.head_input[:, -keep:-1]
+    band_grads: Sequence[torch.Tensor]
     if logits_are_projection_output(logits, capture.head_output):
-        weight = output_projection(model).weight
+        weight = cast(torch.Tensor, output_projection(model).weight)
         head = analytic_head_gradients(
             logits[:, -keep:-1], targets, valid, weight, head_input.detach(), **_reductions(scores),
         )
@@ -253,10 +256,11 @@ def _autograd_head_gradients(
 ) -> tuple[HeadGradients, Sequence[torch.Tensor]]:
     """For models that transform logits after the projection: differentiate through that transformation."""
     losses = response_losses(logits, targets, valid)
-    projection_output = capture.head_output
+    projection_output, head_input = capture.head_output, capture.head_input
+    assert projection_output is not None and head_input is not None  # checked by score_batch
     (ce_grads,) = torch.autograd.grad(losses.cross_entropy.sum(), [projection_output], retain_graph=True)
     w_grads, *band_grads = torch.autograd.grad(losses.entropy_weighted.sum(), [projection_output, *band_tensors])
-    hidden = capture.head_input[:, -keep:-1].detach()
+    hidden = head_input[:, -keep:-1].detach()
     reductions = _reductions(scores)
     head = HeadGradients(
         token_nll=losses.token_nll.detach(), token_entropy=losses.token_entropy, valid=valid,
@@ -324,7 +328,7 @@ def _suffix_forward_with_capture(
     handles.append(output_projection(model).register_forward_hook(head_hook))
     keep = batch.max_response_length + 1
     cache_kwargs = {} if cache is None else {cache_argument(model): cache}
-    bypass = layers_bypassed(layers[:graph_start]) if graph_inputs is not None else contextlib.nullcontext()
+    bypass = layers_bypassed(list(layers[:graph_start])) if graph_inputs is not None else contextlib.nullcontext()
     try:
         with bypass:
             outputs = model(

@@ -131,7 +131,8 @@ def model_device(model: nn.Module) -> torch.device:
 
 def forward_parameters(model: nn.Module) -> Any:
     """The parameters of the model's forward (of the base model for PEFT wrappers)."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    get_base = getattr(model, "get_base_model", None)
+    base = get_base() if callable(get_base) else model
     try:
         return inspect.signature(base.forward).parameters
     except (TypeError, ValueError):

@@ -48,8 +48,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TextIO
 
-from ..cli_common import add_bootstrap_argument, check_bootstrap_iters
-from .loading import CELL_FILE
+from .cli_common import add_bootstrap_argument, check_bootstrap_iters
+from .report.loading import CELL_FILE
 
 __all__ = [
     "ModelEntry",
@@ -398,8 +398,8 @@ def run_sweep(
 
 def _write_sweep_report(output_path: Path, cell_dirs: Sequence[Path], fmt: str, n_bootstrap: int, out: TextIO) -> int:
     """The report of this grid's cells (cells of models no longer in the models file are left out)."""
-    from .cli import write_report
-    from .loading import ReportError
+    from .report.cli import write_report
+    from .report.loading import ReportError
 
     target = output_path / f"report.{fmt}"
     try:
