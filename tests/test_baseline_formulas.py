@@ -1,6 +1,6 @@
-"""The sampling/NLI baselines' post-processing formulas (lm_eval_semgrad.sampling) against BASELINES.md.
+"""The sampling/NLI baselines' post-processing formulas (lm_eval_semgrad.sampling) against docs/method.md §3.
 
-Three kinds of checks: the worked numbers of BASELINES.md section 5, an independent computation of
+Three kinds of checks: the worked numbers of docs/method.md §3.13, an independent computation of
 each formula written here from its definition (loops, scipy), and the degenerate cases of each section.
 """
 
@@ -50,7 +50,7 @@ def random_log_probs(rng: np.random.Generator, k: int, scale: float = 1.0) -> li
     return [list(-scale * rng.exponential(size=rng.integers(1, 8))) for _ in range(k)]
 
 
-# ============================================================================ 2.1 LN-PE and PE
+# ============================================================================ §3.1 LN-PE and PE
 
 A1_LOG_PROBS = [[-0.1, -0.2, -0.05], [-0.3, -0.1], [-1.2, -0.7, -0.4, -0.2], [-2.0, -0.9], [-0.2, -0.15, -0.1]]
 A1_IDS = [0, 0, 1, 2, 0]
@@ -89,7 +89,7 @@ def test_predictive_entropy_rejects_bad_input(log_probs, message):
         ln_predictive_entropy(log_probs)
 
 
-# ============================================================================ 2.7 semantic clustering
+# ============================================================================ §3.7 semantic clustering
 
 
 @pytest.mark.parametrize(
@@ -164,7 +164,7 @@ def test_clustering_rejects_bad_input(classes, message):
         semantic_cluster_ids(classes)
 
 
-# ============================================================================ 2.7 semantic entropy
+# ============================================================================ §3.7 semantic entropy
 
 
 def test_a1_semantic_entropies():
@@ -212,7 +212,7 @@ def test_discrete_semantic_entropy_of_distinct_samples_is_log_k():
 def test_semantic_entropy_no_ln_underflow_is_nan():
     # A cluster whose normalised mass underflows: 0 * log 0 in the code's naive arithmetic.
     assert math.isnan(semantic_entropy([[-800.0], [-5.0]], [0, 1], length_normalised=False))
-    # Every exp(lambda) underflows: the code's arithmetic gives -inf; returned as NaN (BASELINES 2.7).
+    # Every exp(lambda) underflows: the code's arithmetic gives -inf; returned as NaN (docs/method.md §3.7; §6.14).
     assert math.isnan(semantic_entropy([[-800.0], [-900.0]], [0, 1], length_normalised=False))
     # Sums of -800 vs -5 underflow, means of -4 vs -5 do not: the length-normalised variant is finite.
     long_and_short = [[-4.0] * 200, [-5.0]]
@@ -229,7 +229,7 @@ def test_semantic_entropy_accepts_empty_answer_texts_and_rejects_bad_ids():
         discrete_semantic_entropy([0])
 
 
-# ============================================================================ 2.4 Self-Con
+# ============================================================================ §3.4 Self-Con
 
 
 def test_b3_self_consistency_is_strict():
@@ -258,7 +258,7 @@ def test_self_consistency_degenerate_and_invalid():
         self_consistency([float("nan")])
 
 
-# ============================================================================ 2.5 Deg, EigV, Ecc
+# ============================================================================ §3.5 Deg, EigV, Ecc
 
 B2_W = [[1, 0.95, 0.9, 0.05], [0.95, 1, 0.85, 0.1], [0.9, 0.85, 1, 0.02], [0.05, 0.1, 0.02, 1]]
 
@@ -351,7 +351,7 @@ def test_graph_scores_reject_bad_matrices(w, message):
         eigenvalue_uncertainty(w)
 
 
-# ============================================================================ 2.6 INSIDE
+# ============================================================================ §3.6 INSIDE
 
 
 def test_a4_inside():
@@ -414,7 +414,7 @@ def test_inside_index_rule_rejects_bad_counts():
         inside_hidden_state_index(1, 3)
 
 
-# ============================================================================ 2.8 semantic density
+# ============================================================================ §3.8 semantic density
 
 A3_TEXTS = ["Paris", "Paris", "Lyon", "It is Paris"]
 A3_D = [0.05, 0.05, 0.9, 0.2]
@@ -489,7 +489,7 @@ def test_semantic_distances_reject_bad_distributions():
         semantic_distances(good, good * 2)
 
 
-# ============================================================================ 2.9 M.I.
+# ============================================================================ §3.9 M.I.
 
 A2_RESPONSES = ["Paris", "paris.", "Lyon", "The city of Paris", "Marseille"]
 A2_LOG_PROBS = [[-0.2], [-1.0], [-2.0], [-3.0], [-2.5]]
@@ -632,7 +632,7 @@ def test_mu2_pairs_row_major_and_degenerate_cases():
         mu2_pairs("q", ["Paris", ""])
 
 
-# ============================================================================ 2.10 SAR
+# ============================================================================ §3.10 SAR
 
 B1_LP = [[-0.1, -0.5, -0.05], [-0.3, -0.2], [-1.5, -0.4, -0.1]]
 B1_IMP = [[0.8, 0.1, 0.01], [0.5, 0.02], [0.9, 0.3, 0.01]]
@@ -736,7 +736,7 @@ def test_token_removal_texts_decodes_each_removed_token_alone():
     assert [0] in calls and [1] in calls and [] in calls
 
 
-# ============================================================================ 2.3 P(True)
+# ============================================================================ §3.3 P(True)
 
 REFERENCE_FEW_SHOT = (
     "Question: Who was the third president of the United States?\nPossible answer: James Monroe\nIs the possible "

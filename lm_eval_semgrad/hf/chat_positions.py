@@ -6,7 +6,7 @@ from ..logs import get_logger
 
 logger = get_logger(__name__)
 
-# marker token of the assistant header -> offset of tau from that marker (SEMGRAD.md reference values)
+# marker token of the assistant header -> offset of tau from that marker (reference values: docs/method.md §1.5)
 ASSISTANT_MARKERS = {
     "<|start_header_id|>": 0,  # Llama-3.x: tau = -4, the assistant turn's <|start_header_id|>
     "<|im_start|>": 0,  # Qwen2.5/Qwen3 and other ChatML templates: tau = -3, the assistant <|im_start|>

@@ -1,4 +1,4 @@
-"""Semantic density (BASELINES.md 2.8): NLI distances of the diverse beams to the greedy answer, weighted by p_k."""
+"""Semantic density (docs/method.md §3.8): NLI distances of the diverse beams to the greedy answer, weighted by p_k."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ __all__ = ["semantic_distances", "semantic_density_score"]
 
 
 def semantic_distances(forward: ArrayLike, backward: ArrayLike) -> np.ndarray:
-    """The distances d_k of 2.8 step 2: `mean over both directions of p_contra + 0.5 * p_neutral`.
+    """The distances d_k of §3.8 step 2: `mean over both directions of p_contra + 0.5 * p_neutral`.
 
     `forward[k]` is the NLI distribution for premise `q̂ + g`, hypothesis `q̂ + r_k` (g the greedy
     answer, `q̂ + x = q.strip() + " " + x.strip()`); `backward[k]` the reverse direction. Both are
@@ -38,7 +38,7 @@ def semantic_distances(forward: ArrayLike, backward: ArrayLike) -> np.ndarray:
 def semantic_density_score(
     texts: Sequence[str], distances: ArrayLike, token_log_probs: Sequence[Sequence[float]]
 ) -> float:
-    """The S.D. score `1 - SD` (2.8 step 3), higher = more uncertain.
+    """The S.D. score `1 - SD` (§3.8 step 3), higher = more uncertain.
 
     `SD = sum_k (1 - d_k) p_k / sum_k p_k` over the **unique** texts (exact match, the first
     occurrence kept), with `p_k = exp(mean_t l_k,t)` from the teacher-forced tau = 0.1 log-probs

@@ -1,6 +1,6 @@
-"""LN-PE and PE (BASELINES.md 2.1) and semantic entropy (2.7), from per-sample token log-probs.
+"""LN-PE and PE (docs/method.md §3.1) and semantic entropy (§3.7), from per-sample token log-probs.
 
-Token log-probs are the generation-time ones of the sampling distribution, EOS included (1.3). The
+Token log-probs are the generation-time ones of the sampling distribution, EOS included (§3.0.3). The
 semantic clusters come from a K x K matrix of argmax NLI classes (0 contradiction, 1 neutral,
 2 entailment) on the texts `f"{q} {r_k}"` (premise row i, hypothesis column j).
 """
@@ -24,7 +24,7 @@ __all__ = [
 
 
 def ln_predictive_entropy(token_log_probs: Sequence[Sequence[float]]) -> float:
-    """LN-PE (2.1): minus the mean over samples of each sample's mean token log-prob.
+    """LN-PE (§3.1): minus the mean over samples of each sample's mean token log-prob.
 
     Every sample counts once, duplicates included. K < 2 raises (the reference code crashes at K=1).
     """
@@ -33,13 +33,13 @@ def ln_predictive_entropy(token_log_probs: Sequence[Sequence[float]]) -> float:
 
 
 def predictive_entropy(token_log_probs: Sequence[Sequence[float]]) -> float:
-    """PE (2.1, key `predictive_entropy`): minus the mean over samples of each sample's summed token log-prob."""
+    """PE (§3.1, key `predictive_entropy`): minus the mean over samples of each sample's summed token log-prob."""
     arrays = _checks.token_log_probs(token_log_probs, "PE")
     return float(-np.sum([np.sum(lp) for lp in arrays]) / len(arrays))
 
 
 def semantic_cluster_ids(nli_classes: ArrayLike, strict: bool = False) -> list[int]:
-    """Greedy semantic clustering of 2.7 steps 3-4 from the K x K argmax NLI classes.
+    """Greedy semantic clustering of §3.7 steps 3-4 from the K x K argmax NLI classes.
 
     `nli_classes[i][j]` is the class for premise i, hypothesis j; the diagonal is never read (the
     code sets it to 2 and compares only j > i). Samples i < j are equivalent when
@@ -71,7 +71,7 @@ def semantic_cluster_ids(nli_classes: ArrayLike, strict: bool = False) -> list[i
 def semantic_entropy(
     token_log_probs: Sequence[Sequence[float]], cluster_ids: Sequence[int], length_normalised: bool = True
 ) -> float:
-    """Semantic entropy, "rao" estimator (2.7): `-sum_c p(c) log p(c)`.
+    """Semantic entropy, "rao" estimator (§3.7): `-sum_c p(c) log p(c)`.
 
     `lambda_k` is the mean token log-prob (key `semantic_entropy`) or, with `length_normalised=False`,
     the sum (key `semantic_entropy_no_ln`). `log p(c) = log sum_{k in c} exp(lambda_k - log sum_all
@@ -79,7 +79,7 @@ def semantic_entropy(
     The naive exponentials decide the degenerate cases (in practice only for the no-LN variant):
     a cluster whose normalised mass underflows to 0 gives `0 * log 0` = NaN, as in the code; when
     every `exp(lambda_k)` underflows, the code's arithmetic gives -inf (inf * inf), which its AUROC
-    call would reject; this function returns NaN there (BASELINES.md 2.7 calls it NaN). One cluster
+    call would reject; this function returns NaN there (docs/method.md §3.7 calls it NaN). One cluster
     gives 0 up to about 1e-16 (possibly -0.0).
     """
     arrays = _checks.token_log_probs(token_log_probs, "semantic entropy")
@@ -94,7 +94,7 @@ def semantic_entropy(
 
 
 def discrete_semantic_entropy(cluster_ids: Sequence[int]) -> float:
-    """Discrete (empirical) semantic entropy (2.7, key `empirical_entropy`): `-sum_c (|c|/K) log(|c|/K)`.
+    """Discrete (empirical) semantic entropy (§3.7, key `empirical_entropy`): `-sum_c (|c|/K) log(|c|/K)`.
 
     Uses only the cluster sizes; all K clusters distinct gives ln K, one cluster gives 0 (-0.0).
     """

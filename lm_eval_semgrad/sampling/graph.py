@@ -1,4 +1,4 @@
-"""Self-Con (BASELINES.md 2.4) and the graph scores Deg, EigV and Ecc (2.5), from NLI entailment probabilities.
+"""Self-Con (docs/method.md §3.4) and the graph scores Deg, EigV and Ecc (§3.5), from NLI entailment probabilities.
 
 The code keeps these inputs as float32 (`torch.tensor` of Python floats), so the values are rounded
 to float32 here too before the comparison or the Laplacian, and the Laplacian and its `eigh` run in
@@ -25,7 +25,7 @@ EIGENVALUE_THRESHOLD = 0.9
 
 
 def self_consistency(similarities: ArrayLike) -> float:
-    """Self-Con (2.4): `1 - #{k : s_k > 0.5} / K`, strict `>` after rounding `s_k` to float32.
+    """Self-Con (§3.4): `1 - #{k : s_k > 0.5} / K`, strict `>` after rounding `s_k` to float32.
 
     `s_k` is the mean of the two directions' P(entailment) between the greedy answer and sample k
     (texts `q.strip() + " " + x.strip()`). All samples agreeing gives 0.0. Any K >= 1 is accepted.
@@ -38,7 +38,7 @@ def self_consistency(similarities: ArrayLike) -> float:
 
 
 def similarity_matrix(entailment: ArrayLike) -> np.ndarray:
-    """The symmetric float32 matrix W of 2.5: diagonal set to 1, then `W = (E + E^T) / 2`.
+    """The symmetric float32 matrix W of §3.5: diagonal set to 1, then `W = (E + E^T) / 2`.
 
     `entailment[i][j]` is P(entailment) for premise `q̂ + r_i`, hypothesis `q̂ + r_j`; its diagonal is
     ignored (it may be NaN). The mean is taken in float64 and then rounded to float32, as the code
@@ -52,13 +52,13 @@ def similarity_matrix(entailment: ArrayLike) -> np.ndarray:
 
 
 def degree_uncertainty(w: ArrayLike) -> float:
-    """Deg (2.5, key `self_con_average_sim`): `1 - mean_{i,j} W_ij` over all K^2 entries, diagonal included."""
+    """Deg (§3.5, key `self_con_average_sim`): `1 - mean_{i,j} W_ij` over all K^2 entries, diagonal included."""
     w32 = _graph_matrix(w)
     return float(1.0 - w32.astype(np.float64).mean())
 
 
 def eigenvalue_uncertainty(w: ArrayLike, threshold: float = EIGENVALUE_THRESHOLD) -> float:
-    """EigV (2.5, key `self_con_spectral_eigv`): `sum max(0, 1 - lambda)` over the eigenvalues < 0.9.
+    """EigV (§3.5, key `self_con_spectral_eigv`): `sum max(0, 1 - lambda)` over the eigenvalues < 0.9.
 
     lambda are the eigenvalues of the normalised Laplacian `L = D^-1/2 (D - W) D^-1/2`, D = diag(row sums).
 
@@ -69,7 +69,7 @@ def eigenvalue_uncertainty(w: ArrayLike, threshold: float = EIGENVALUE_THRESHOLD
 
 
 def eccentricity_uncertainty(w: ArrayLike, threshold: float = EIGENVALUE_THRESHOLD) -> float:
-    """Ecc (2.5, key `self_con_eccentricity`): spectral norm of the kept eigenvectors, centred over the samples.
+    """Ecc (§3.5, key `self_con_eccentricity`): spectral norm of the kept eigenvectors, centred over the samples.
 
     The kept eigenvectors (eigenvalue < threshold) are the columns of a K x m matrix X; the score is
     `||X - mean_rows(X)||_2`, the largest singular value (lm-polygraph uses a Frobenius norm instead).

@@ -1,4 +1,4 @@
-"""INSIDE / EigenScore (BASELINES.md 2.6): log-determinant of the samples' regularised covariance."""
+"""INSIDE / EigenScore (docs/method.md §3.6): log-determinant of the samples' regularised covariance."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ ALPHA = 0.001
 
 
 def inside_score(embeddings: ArrayLike) -> float:
-    """INSIDE (2.6): `ln det(np.cov(Z) + 0.001 I_K) / K` for the K x D embedding matrix Z (rows = samples).
+    """INSIDE (§3.6): `ln det(np.cov(Z) + 0.001 I_K) / K` for the K x D embedding matrix Z (rows = samples).
 
     `np.cov` treats the rows as variables: each row is centred by its own mean over the D features
     and the K x K matrix is divided by D - 1. The determinant is `np.linalg.det` as in the code (it
@@ -35,7 +35,7 @@ def inside_score(embeddings: ArrayLike) -> float:
 
 
 def inside_hidden_state_index(num_hidden_states: int, num_tokens: int) -> tuple[int, int]:
-    """Which hidden state INSIDE embeds (2.6): `(layer, step) = ((L+1 - 1) // 2, T - 1)`.
+    """Which hidden state INSIDE embeds (§3.6): `(layer, step) = ((L+1 - 1) // 2, T - 1)`.
 
     `num_hidden_states` is L+1 (index 0 is the embedding output); `num_tokens` is T, the sample's
     generated tokens including the EOS that stopped it. `step` indexes `generate`'s per-step hidden

@@ -1,4 +1,4 @@
-"""M.I. by iterative prompting (BASELINES.md 2.9): SQuAD-F1 clusters, mu1, the mu2 prompts and the MI score.
+"""M.I. by iterative prompting (docs/method.md §3.9): SQuAD-F1 clusters, mu1, the mu2 prompts and the MI score.
 
 The F1 here is the reference code's plain SQuAD one (`statistic_method.py:15-44`: `str.lower`, ASCII
 punctuation only), not the Unicode-folding one of `lm_eval_semgrad.correctness`.
@@ -35,7 +35,7 @@ def squad_normalize(text: str) -> str:
 
 
 def squad_f1(prediction: str, reference: str) -> float:
-    """SQuAD token F1 of the normalised strings (2.9 step 3); 0.0 when no token is shared (so "" scores 0 always)."""
+    """SQuAD token F1 of the normalised strings (§3.9 step 3); 0.0 when no token is shared (so "" scores 0 always)."""
     prediction_tokens = squad_normalize(prediction).split()
     reference_tokens = squad_normalize(reference).split()
     same = sum((Counter(prediction_tokens) & Counter(reference_tokens)).values())
@@ -47,7 +47,7 @@ def squad_f1(prediction: str, reference: str) -> float:
 
 
 def f1_clusters(answers: Sequence[str], threshold: float = F1_THRESHOLD) -> dict[str, list[str]]:
-    """Greedy F1 clustering of 2.9 step 3: representative -> its unique member strings, in first-seen order.
+    """Greedy F1 clustering of §3.9 step 3: representative -> its unique member strings, in first-seen order.
 
     Exact duplicates are merged first. Each answer joins the **first** representative with
     `squad_f1(answer, representative) > threshold`, otherwise it founds a cluster (an empty answer
@@ -64,7 +64,7 @@ def f1_clusters(answers: Sequence[str], threshold: float = F1_THRESHOLD) -> dict
 
 
 def mu1(answers: Sequence[str], token_log_probs: Sequence[Sequence[float]]) -> dict[str, float]:
-    """mu1 (2.9): each F1 cluster's share of the sequence probabilities `P_k = exp(sum_t l_k,t)`.
+    """mu1 (§3.9): each F1 cluster's share of the sequence probabilities `P_k = exp(sum_t l_k,t)`.
 
     The log-probs are the generation-time ones, EOS included. Exact duplicate strings count once;
     with the code's `{r: P}` a later duplicate overwrites the earlier value (the same number for
@@ -86,7 +86,7 @@ def mu1(answers: Sequence[str], token_log_probs: Sequence[Sequence[float]]) -> d
 
 
 def mu2_prompt(question: str, first_answer: str) -> str:
-    """The user message of the mu2 pass (2.9), before the chat template; a1 loses one trailing '.'.
+    """The user message of the mu2 pass (§3.9), before the chat template; a1 loses one trailing '.'.
 
     The caller wraps it with the chat template (one user turn, no system message), tokenises with
     `add_special_tokens=True`, appends a2 tokenised with `add_special_tokens=False` (a trailing EOS
@@ -112,7 +112,7 @@ def mu2_pairs(question: str, representatives: Sequence[str]) -> list[tuple[str, 
 
 
 def mi_score(mu1_values: Sequence[float], mu2_raw: ArrayLike | None) -> float:
-    """M.I. (2.9): `sum_{a1,a2} J ln(max(J / (mu1(a1) m(a2)), 1e-100))` with `J = mu1(a1) mu2(a2|a1)`.
+    """M.I. (§3.9): `sum_{a1,a2} J ln(max(J / (mu1(a1) m(a2)), 1e-100))` with `J = mu1(a1) mu2(a2|a1)`.
 
     `mu1_values` are mu1 in representative order; `mu2_raw[i][j]` is the raw mu2(rep_j | rep_i),
     row-normalised here; `m(a2) = sum_a3 mu1(a3) mu2(a2|a3)`. One cluster gives 0.0 (mu2_raw may be

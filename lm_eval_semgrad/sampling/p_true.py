@@ -1,4 +1,4 @@
-"""The P(True) prompt (BASELINES.md 2.3): six fixed True/False demonstrations, then the question and answer.
+"""The P(True) prompt (docs/method.md §3.3): six fixed True/False demonstrations, then the question and answer.
 
 No chat template is applied. The caller appends `" True"` to `p_true_prompt(q, r)`, tokenises the
 text with `add_special_tokens=True` (BOS for Llama and Mistral, none for Qwen), scores only the last
@@ -38,7 +38,7 @@ def _block(question: str, answer: str) -> str:
 
 
 def p_true_prompt(question: str, answer: str) -> str:
-    """The few-shot P(True) text of 2.3 for the raw question and the unstripped greedy answer, without " True".
+    """The few-shot P(True) text of §3.3 for the raw question and the unstripped greedy answer, without " True".
 
     The `--pt_zero_shot` flag of the reference code has no effect, so the demonstrations are always
     there. An empty answer gives "Possible answer: \\n".

@@ -1,4 +1,4 @@
-"""SAR (BASELINES.md 2.10): token relevance texts, token-SAR, sentence-SAR and SAR, in float64."""
+"""SAR (docs/method.md §3.10): token relevance texts, token-SAR, sentence-SAR and SAR, in float64."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ TEMPERATURE = 0.001
 
 
 def token_removal_texts(ids: Sequence[int], decode: Callable[[list[int]], str]) -> tuple[str, list[str]]:
-    """`full` and every `removed_t` of 2.10, one per token position t (the EOS position included).
+    """`full` and every `removed_t` of §3.10, one per token position t (the EOS position included).
 
     `decode` must be `tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=True)`.
     When token t decodes (alone) to a text starting with a space, `removed_t = decode(ids[:t]) + " "
@@ -34,7 +34,7 @@ def token_removal_texts(ids: Sequence[int], decode: Callable[[list[int]], str]) 
 
 
 def token_sar(token_log_probs: Sequence[Sequence[float]], importances: Sequence[Sequence[float]]) -> float:
-    """token-SAR (2.10, key `token_sar`): `-mean_k tau_k`, `tau_k = sum_t (imp_t / sum imp) l_t`.
+    """token-SAR (§3.10, key `token_sar`): `-mean_k tau_k`, `tau_k = sum_t (imp_t / sum imp) l_t`.
 
     A sample whose importances sum to 0 gives NaN (0/0), as in the code. K < 2 raises.
     """
@@ -42,7 +42,7 @@ def token_sar(token_log_probs: Sequence[Sequence[float]], importances: Sequence[
 
 
 def sentence_sar(token_log_probs: Sequence[Sequence[float]], similarity: ArrayLike) -> float:
-    """sentence-SAR (2.10, key `sentence_sar`): `cal` of the sequence log-likelihoods `sum_t l_k,t`."""
+    """sentence-SAR (§3.10, key `sentence_sar`): `cal` of the sequence log-likelihoods `sum_t l_k,t`."""
     arrays = _checks.token_log_probs(token_log_probs, "sentence-SAR")
     return _cal(np.array([lp.sum() for lp in arrays]), similarity)
 
@@ -50,7 +50,7 @@ def sentence_sar(token_log_probs: Sequence[Sequence[float]], similarity: ArrayLi
 def sar(
     token_log_probs: Sequence[Sequence[float]], importances: Sequence[Sequence[float]], similarity: ArrayLike
 ) -> float:
-    """SAR (2.10, key `sar`, Table 1): `cal` of the token-shifted log-likelihoods tau_k.
+    """SAR (§3.10, key `sar`, Table 1): `cal` of the token-shifted log-likelihoods tau_k.
 
     `cal(x) = mean_i -ln(exp(x_i) + (1/t) sum_{j != i} S_ij exp(x_j))` with t = 0.001; `S` is the
     K x K sentence similarity (symmetrised cross-encoder scores, unit diagonal), row i weighting the
