@@ -53,8 +53,8 @@ def main() -> None:
     import torch
     import transformers
 
-    from lm_eval_semgrad.harness.response_tokens import answer_token_ids
     from lm_eval_semgrad.hf.options import DEFAULT_METHODS, computed_scores
+    from lm_eval_semgrad.hf.response_tokens import answer_token_ids
     from lm_eval_semgrad.scoring import score_with_prefix_cache
     from lm_eval_semgrad.scoring.layer_inputs import LayerInputRecorder
     from lm_eval_semgrad.scoring.memory import cache_bytes, grad_pass_memory

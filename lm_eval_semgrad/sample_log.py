@@ -29,6 +29,11 @@ class Record(TypedDict, total=False):
     prompt_ids: list[int]
     prompt_len: int
     response: str  # the answer text as lm-eval returned it
+    missing: dict[str, str]  # method -> why it has no score
+    samples: dict[str, list[dict[str, Any]]]  # sample set -> [{"text", "token_ids", "token_logprobs"}]
+    sampling: dict[str, dict[str, Any]]  # sample set -> how it was drawn (k, temperature, top_p, top_k, ...)
+    question: str  # the question text the sampling baselines quoted
+    question_source: str
 
 
 def layers_field(layers: Sequence[int] | None) -> str | list[int]:
@@ -49,7 +54,9 @@ def uncertainty_field(
     """The `uncertainty` field of one logged sample.
 
     `record` None: the answer was not scored; each of `methods` is then listed in `missing` with
-    `missing_reason`. A method the record has no score for is listed too.
+    `missing_reason`. A method the record has no score for is listed too, with the record's own
+    reason when it has one. The samples the sampling baselines read, and how they were drawn, come
+    along (`samples`, `sampling`, `question`), so that every score can be recomputed from the log.
     """
     scores = None if record is None else record.get("scores")
     field: dict[str, Any] = {
@@ -61,10 +68,14 @@ def uncertainty_field(
         "position": position,
         "layers": layers_field(layers),
     }
+    for key in ("samples", "sampling", "question", "question_source"):
+        if record is not None and record.get(key):
+            field[key] = record[key]
+    known = dict(record.get("missing") or {}) if record is not None else {}
     absent = [m for m in methods if scores is None or m not in scores]
     if absent:
         reason = missing_reason or ("not scored" if scores is None else "not computed for this answer")
-        field["missing"] = {method: reason for method in absent}
+        field["missing"] = {method: known.get(method, reason) for method in absent}
     return field
 
 

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from harness_fixtures import lm_eval_command, offline_env, read_results, read_samples, run_cli, write_tasks
@@ -288,3 +289,70 @@ def test_data_parallel_with_fewer_documents_than_processes_says_why(setup):
         del os.environ["ACCELERATE_USE_CPU"]
     assert result.returncode != 0
     assert "task 'qa_parity' has 1 document(s) for 2 processes" in result.stderr
+
+
+SAMPLED = ",semgrad_methods=semgrad:ln_pe:p_true:inside:mi:lex_sim,semgrad_samples=3,semgrad_sample_seed=5"
+
+
+@pytest.fixture(scope="module")
+def sampled_run(setup):
+    root, model_dir, tasks_dir = setup
+    output = root / "sampled_baselines"
+    args = cli_args(model_dir, tasks_dir, output, "qa_parity", SAMPLED)
+    result = run_cli([*lm_eval_command(), *args, "--use_cache", str(root / "cache_sampled" / "lm")], cwd=root)
+    return output, result
+
+
+def test_sampling_baselines_are_logged_with_what_they_were_computed_from(sampled_run):
+    output, _ = sampled_run
+    results = read_results(output)["results"]["qa_parity"]
+    for method in ("ln_pe", "p_true", "inside", "mi", "lex_sim"):
+        assert math.isfinite(results[f"{method}_auroc,none"]) and f"{method}_auroc_stderr,none" in results
+    config = read_results(output)["config"]["semgrad"]
+    assert (config["samples"], config["sample_seed"]) == (3, 5)
+    for row in read_samples(output, "qa_parity"):
+        info = row["uncertainty"]
+        assert set(info["samples"]) == {"se", "inside", "mi"} and info["question"] and info["question_source"]
+        assert info["sampling"]["inside"] == {"k": 3, "temperature": 0.5, "top_p": 0.99, "top_k": 5,
+                                              "max_new_tokens": 10, "seed": 5}
+        se = [sample["token_logprobs"] for sample in info["samples"]["se"]]
+        assert len(se) == 3 and info["scores"]["ln_pe"] == pytest.approx(-np.mean([np.mean(lp) for lp in se]), rel=1e-12)
+        for sample in info["samples"]["se"]:
+            assert len(sample["token_ids"]) == len(sample["token_logprobs"]) and isinstance(sample["text"], str)
+        assert all(name in info["scores"] or name in info.get("missing", {}) for name in ("p_true", "mi", "lex_sim"))
+
+
+def test_use_cache_resume_keeps_the_samples_and_their_scores(setup, sampled_run):
+    root, model_dir, tasks_dir = setup
+    output, _ = sampled_run
+    resumed = root / "sampled_resumed"
+    args = cli_args(model_dir, tasks_dir, resumed, "qa_parity", SAMPLED)
+    result = run_cli([*lm_eval_command(), *args, "--use_cache", str(root / "cache_sampled" / "lm")], cwd=root)
+    assert "Cached requests: 8, Requests remaining: 0" in result.stderr + result.stdout
+    assert "scored with other settings" not in result.stderr
+    before = {row["doc_id"]: row["uncertainty"] for row in read_samples(output, "qa_parity")}
+    for row in read_samples(resumed, "qa_parity"):
+        assert row["uncertainty"]["scores"] == before[row["doc_id"]]["scores"]
+        assert row["uncertainty"]["samples"] == before[row["doc_id"]]["samples"]
+
+
+def test_data_parallel_sampling_equals_one_process(setup, sampled_run):
+    root, model_dir, tasks_dir = setup
+    output, _ = sampled_run
+    parallel = root / "dp_sampled"
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port())]
+    os.environ["ACCELERATE_USE_CPU"] = "true"
+    try:
+        run_cli([*launcher, "-m", "lm_eval_semgrad", *cli_args(model_dir, tasks_dir, parallel, "qa_parity", SAMPLED)], cwd=root)
+    finally:
+        del os.environ["ACCELERATE_USE_CPU"]
+    single = {row["doc_id"]: row["uncertainty"] for row in read_samples(output, "qa_parity")}
+    rows = read_samples(parallel, "qa_parity")
+    assert sorted(row["doc_id"] for row in rows) == sorted(single)
+    for row in rows:
+        for name, samples in single[row["doc_id"]]["samples"].items():
+            for got, want in zip(row["uncertainty"]["samples"][name], samples, strict=True):
+                assert (got["text"], got["token_ids"]) == (want["text"], want["token_ids"])  # the same draws
+                assert got["token_logprobs"] == pytest.approx(want["token_logprobs"], rel=1e-4, abs=1e-6)
+        for key, value in single[row["doc_id"]]["scores"].items():
+            assert row["uncertainty"]["scores"][key] == pytest.approx(value, rel=1e-4, abs=1e-12), key

@@ -7,9 +7,9 @@ import math
 import pytest
 from tiny_models import build_chat_tokenizer
 
-from lm_eval_semgrad.harness.response_tokens import answer_token_ids
 from lm_eval_semgrad.hf.chat_positions import chat_template_position
 from lm_eval_semgrad.hf.options import DEFAULT_METHODS, pop_settings
+from lm_eval_semgrad.hf.response_tokens import answer_token_ids
 
 
 def test_settings_are_popped_and_parsed():

@@ -58,9 +58,12 @@ def word_only_chat_model(directory: Path) -> Path:
     return directory
 
 
-def lm_eval_args(model: str, model_dir: Path, tasks_dir: Path, output: Path) -> list[str]:
+SAMPLED_ARGS = ",semgrad_methods=semgrad:ln_pe:p_true:mi:lex_sim,semgrad_samples=3"
+
+
+def lm_eval_args(model: str, model_dir: Path, tasks_dir: Path, output: Path, extra_model_args: str = "") -> list[str]:
     return [
-        "--model", model, "--model_args", f"pretrained={model_dir}",
+        "--model", model, "--model_args", f"pretrained={model_dir}{extra_model_args}",
         "--tasks", "qa_parity,qa_filters", "--include_path", str(tasks_dir), "--limit", str(LIMIT),
         "--apply_chat_template", "--log_samples", "--output_path", str(output),
     ]
@@ -79,18 +82,20 @@ for argv in json.loads(sys.argv[1]):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """One `--model hf` and one `--model semgrad-hf` run of the same model, tasks and limit."""
+    """One `--model hf` and two `--model semgrad-hf` runs (the second with sampling baselines) of the same model,
+    tasks and limit."""
     root = tmp_path_factory.mktemp("rescore")
     model_dir = word_only_chat_model(root / "model")
     tasks_dir = write_tasks(root / "tasks")
-    hf, sg = root / "hf", root / "sg"
-    argv = [lm_eval_args("hf", model_dir, tasks_dir, hf), lm_eval_args("semgrad-hf", model_dir, tasks_dir, sg)]
+    hf, sg, sampled = root / "hf", root / "sg", root / "sampled"
+    argv = [lm_eval_args("hf", model_dir, tasks_dir, hf), lm_eval_args("semgrad-hf", model_dir, tasks_dir, sg),
+            lm_eval_args("semgrad-hf", model_dir, tasks_dir, sampled, SAMPLED_ARGS)]
     result = subprocess.run(
         [sys.executable, "-c", TWO_RUNS, json.dumps(argv)], cwd=root, env=offline_env(),
         capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, f"lm_eval runs failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
-    return SimpleNamespace(root=root, model_dir=model_dir, hf=hf, sg=sg)
+    return SimpleNamespace(root=root, model_dir=model_dir, hf=hf, sg=sg, sampled=sampled)
 
 
 @pytest.fixture(scope="module")
@@ -414,3 +419,31 @@ def test_subcommand_module_plugs_into_the_plugin_cli():
         ["rescore", "--model_args", "pretrained=x", "a.jsonl", "--output_path", "out", "--skip_bad"]
     )
     assert args._module is cli and args.samples == ["a.jsonl"] and args.skip_bad and args.batch_size is None
+
+
+def test_rescore_draws_the_same_samples_as_the_inline_run(runs, tmp_path):
+    """Per-row random streams: rescoring an hf log with the same seed and K gives semgrad-hf's own sampling scores."""
+    out = tmp_path / "rescored_sampled"
+    assert rescore("--model_args", f"pretrained={runs.model_dir}{SAMPLED_ARGS}", runs.hf, "--output_path", out) == 0
+    inline = {row["doc_id"]: row["uncertainty"] for row in read_rows(samples_file(runs.sampled, "qa_parity"))}
+    rows = read_rows(samples_file(out, "qa_parity"))
+    assert len(rows) == LIMIT
+    for row in rows:
+        info, want = row["uncertainty"], inline[row["doc_id"]]
+        assert set(info["samples"]) == {"se", "mi"} and info["sampling"] == want["sampling"]
+        for name, samples in want["samples"].items():
+            assert [s["token_ids"] for s in info["samples"][name]] == [s["token_ids"] for s in samples]
+        for method in ("ln_pe", "p_true", "mi", "lex_sim"):
+            assert info["scores"][method] == pytest.approx(want["scores"][method], rel=1e-4, abs=1e-9), method
+    # a rerun keeps every row that already has the sampling methods ...
+    assert rescore("--model_args", f"pretrained={runs.model_dir}{SAMPLED_ARGS}", runs.hf, "--output_path", out) == 0
+    assert read_rows(samples_file(out, "qa_parity")) == rows
+
+
+def test_a_resumed_rescore_that_adds_sampling_methods_scores_them(runs, rescored_hf, tmp_path):
+    """... and rows of an earlier rescore without them are not kept as if they had them."""
+    out = tmp_path / "added"
+    shutil.copytree(rescored_hf, out)
+    assert rescore("--model_args", f"pretrained={runs.model_dir}{SAMPLED_ARGS}", runs.hf, "--output_path", out) == 0
+    for row in read_rows(samples_file(out, "qa_parity")):
+        assert {"ln_pe", "p_true", "mi", "lex_sim"} <= set(row["uncertainty"]["scores"]) | set(row["uncertainty"].get("missing", {}))

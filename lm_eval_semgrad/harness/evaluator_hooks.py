@@ -82,6 +82,7 @@ def _wrap_evaluate(original):
         for name, task in tasks.items():
             if name not in skipped:
                 attach_uncertainty_metrics(task, model.semgrad)
+        model.know_tasks(tasks)
         with _cached_answers_find_their_scores(lm, model):
             results = original(lm, task_dict, *args, **kwargs)
         _log_cost(model)
@@ -125,6 +126,14 @@ def _log_cost(model: SemGradRun) -> None:
             "semgrad-hf: generation took %.1f s, the grad passes %.1f s (%.0f%% of generation; memory probe and "
             "checks included)", generation, grad_pass, 100 * grad_pass / generation,
         )
+        stages = {stage: seconds for stage, seconds in model.seconds.items() if stage.startswith("sampling")}
+        if stages:
+            logger.info(
+                "semgrad-hf: sampling baselines: %s", ", ".join(
+                    f"{stage.removeprefix('sampling:')} {seconds:.1f} s ({100 * seconds / generation:.0f}%)"
+                    for stage, seconds in stages.items()
+                ),
+            )
 
 
 def _tidy_sample_row(row: dict[str, Any], model: SemGradRun) -> None:

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from ..hf.embedded_models import resolve_embedded_model
 from ..hf.options import SemGradSettings, computed_scores, pop_settings
+from ..hf.response_tokens import answer_token_ids, end_of_sequence_ids
 from ..hf.semantic_setup import SemanticSetup, model_name, resolve_semantic_setup
 from ..logs import get_logger
 from ..sample_log import Record
@@ -29,7 +30,7 @@ from ..scoring.model_access import decoder_layers, graph_start_layer, output_cac
 from ..scoring.pass_budget import GradPassMemory
 from ..version import __version__
 from . import evaluator_hooks
-from .response_tokens import answer_token_ids
+from .sampled_baselines import SampledBaselines
 from .score_store import ScoreStore
 
 logger = get_logger(__name__)
@@ -92,9 +93,15 @@ class SemGradHFLM(HFLM):
             self.semgrad, len(decoder_layers(self.model)), self.tokenizer, model_name(self.model)
         )
         self.score_store = ScoreStore(self._fingerprint())
-        self._stop_token_ids = self._end_of_sequence_ids()
+        self._stop_token_ids = end_of_sequence_ids(self.tokenizer, self.model)
+        self.sampled = SampledBaselines(
+            self, self.semgrad.methods, samples=self.semgrad.samples, seed=self.semgrad.sample_seed,
+            rows_per_call=self.semgrad_batch_size,
+        )
         evaluator_hooks.install()
         logger.info("semgrad-hf: %s, methods %s", self.semantic.describe(), ", ".join(self.semgrad.methods))
+        for name, reason in self.semgrad.left_out:
+            logger.warning("semgrad-hf: semgrad_methods=paper leaves out %s: %s", name, reason)
 
     def _split_data_across_cpu_processes(self) -> None:
         """Data parallelism under `accelerate launch` also without GPUs (HFLM splits only across >1 GPU).
@@ -123,15 +130,8 @@ class SemGradHFLM(HFLM):
             "model": str(self.pretrained), "revision": self.revision, "peft": self.peft, "delta": self.delta,
             "dtype": str(self.model.dtype), "add_bos_token": self.add_bos_token,
             "position": self.semgrad_position, "layers": resolve_layers(num_layers, self.semgrad_layers),
-            "version": __version__,
+            "samples": self.semgrad.samples, "sample_seed": self.semgrad.sample_seed, "version": __version__,
         }
-
-    def _end_of_sequence_ids(self) -> set[int]:
-        """Token ids that end generation: the tokenizer's EOS and the generation config's."""
-        ids = {self.tokenizer.eos_token_id}
-        configured = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
-        ids.update(configured if isinstance(configured, (list, tuple)) else [configured])
-        return {i for i in ids if i is not None}
 
     @property
     def computed_scores(self) -> tuple[str, ...]:
@@ -155,6 +155,9 @@ class SemGradHFLM(HFLM):
                 else f"{self.semgrad.correctness_metric} >= {self.semgrad.correctness_threshold:g}",
                 "reuse_cache": self.semgrad.reuse_cache,
                 "memory": self.semgrad.memory,
+                "samples": self.semgrad.samples,
+                "sample_seed": self.semgrad.sample_seed,
+                "left_out": dict(self.semgrad.left_out),
                 "version": __version__,
             },
         }
@@ -224,6 +227,7 @@ class SemGradHFLM(HFLM):
         by_request: dict[str, deque[tuple[str, ScoredAnswer]]] = {}
         for args, text, answer in self._generated:
             by_request.setdefault(hash_args("generate_until", args), deque()).append((text, answer))
+        answered: list[tuple[Instance, Record]] = []
         for request, text in zip(requests, answers):
             generated_text, answer = by_request[hash_args("generate_until", request.args)].popleft()
             if generated_text != text:
@@ -233,9 +237,22 @@ class SemGradHFLM(HFLM):
                 )
             attach_answer(request, answer)
             if answer.record is not None:
-                self.score_store.save(request.args, answer.record)
+                answered.append((request, answer.record))
         self._generated = []
+        self._complete_sampled_baselines(answered)
+        for request, record in answered:
+            self.score_store.save(request.args, record)
         return answers
+
+    def _complete_sampled_baselines(self, answered: list[tuple[Instance, Record]]) -> None:
+        if not self.sampled.active or not answered:
+            return
+        self.sampled.complete(answered)
+        for stage, seconds in self.sampled.scorer.seconds.items():
+            self.seconds[f"sampling:{stage}"] = seconds
+
+    def know_tasks(self, tasks: dict[str, Any]) -> None:
+        self.sampled.tasks = dict(tasks)
 
     def attach_cached_answers(self, requests: list[Instance], answers: list[str]) -> None:
         """Scores for answers that came from lm-eval's request cache (`--use_cache`), which the model never saw.
@@ -251,7 +268,7 @@ class SemGradHFLM(HFLM):
             occurrences[id(request)] += 1
             if len(getattr(request, "semgrad_answers", None) or []) >= occurrences[id(request)]:
                 continue  # generated (and scored) in this run
-            current, old = self.score_store.find(request.args, text, self.computed_scores)
+            current, old = self.score_store.find(request.args, text, self.computed_scores, self.sampled.methods)
             if current is not None:
                 attach_answer(request, ScoredAnswer(current))
             elif old is not None:
@@ -271,9 +288,16 @@ class SemGradHFLM(HFLM):
                 [list(record["prompt_ids"]) for _, record in stale], [list(record["response_ids"]) for _, record in stale]
             )
             self.seconds["grad_pass"] += time.perf_counter() - started
+            refreshed: list[tuple[Instance, Record]] = []
             for (request, record), row_scores in zip(stale, scores):
-                fresh: Record = {**record, "scores": row_scores}
+                fresh: Record = {
+                    **{key: value for key, value in record.items() if key not in ("missing", "samples", "sampling")},
+                    "scores": row_scores,
+                }
                 attach_answer(request, ScoredAnswer(fresh))
+                refreshed.append((request, fresh))
+            self._complete_sampled_baselines(refreshed)
+            for request, fresh in refreshed:
                 self.score_store.save(request.args, fresh)
 
     # -- generation + grad pass ----------------------------------------------------------------

@@ -21,6 +21,9 @@ class SemGradRun(Protocol):
     def attach_cached_answers(self, requests: list[Any], answers: list[str]) -> None:
         """Give the answers lm-eval served from its request cache their scores (or the reason they have none)."""
 
+    def know_tasks(self, tasks: dict[str, Any]) -> None:
+        """The tasks of this evaluation (the sampling baselines quote a question their documents render)."""
+
 
 def semgrad_run(lm: Any) -> SemGradRun | None:
     """The semgrad-hf model behind `lm` (also inside lm-eval's CachingLM), or None for any other model."""

@@ -36,14 +36,18 @@ class ScoreStore:
         stored = [r for r in self._stored(key) if not (r.get("response") == record["response"] and self._current(r))]
         self.persistent[key] = [*stored, {**record, "fingerprint": self.fingerprint}]
 
-    def find(self, request_args: Sequence[Any], response: str, methods: Collection[str]) -> tuple[Record | None, Record | None]:
-        """(current, stale) records of this answer: one made with this run's settings covering `methods`, else
-        one made otherwise (its token ids can be scored again), else None for both."""
+    def find(
+        self, request_args: Sequence[Any], response: str, methods: Collection[str], optional: Collection[str] = ()
+    ) -> tuple[Record | None, Record | None]:
+        """(current, stale) records of this answer: one made with this run's settings covering `methods` (scored)
+        and `optional` (scored, or missing with a reason), else one made otherwise (its token ids can be scored
+        again), else None for both."""
         if self.persistent is None:
             return None, None
         matching = [r for r in self._stored(hash_args(_ATTR, request_args)) if r.get("response") == response]
         for record in matching:
-            if self._current(record) and set(methods) <= set(record.get("scores") or {}):
+            scored = set(record.get("scores") or {})
+            if self._current(record) and set(methods) <= scored and set(optional) <= scored | set(record.get("missing") or {}):
                 return _without_fingerprint(record), None
         stale = next((r for r in matching if r.get("prompt_ids") and r.get("response_ids")), None)
         return None, None if stale is None else _without_fingerprint(stale)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import methods as registry
+from ..sampling.sets import DEFAULT_SEED
 
 #: Every method `semgrad_methods` may name (the registry's).
 METHODS = registry.available()
@@ -25,7 +26,9 @@ OPTION_HELP = {
     "semgrad_position": "semantic position: negative int from the prompt end, or 'auto' (known chat templates)",
     "semgrad_layers": "'upper_half' (default), an inclusive range like '16-31', or indices joined by ':' like '12:14:16'",
     "semgrad_batch_size": "answers per grad pass when it does not run on generation's own batches (semgrad_reuse_cache=false or out of memory); default: the model's batch_size if a number, else 8",
-    "semgrad_methods": f"scores to report, joined by ':' (default {':'.join(DEFAULT_METHODS)}; any of {', '.join(METHODS)})",
+    "semgrad_methods": f"scores to report, joined by ':' (default {':'.join(DEFAULT_METHODS)}; any of {', '.join(METHODS)}; 'paper': the paper's Table 1 methods; 'all': every method)",
+    "semgrad_samples": "sampled answers per question for every sample set of the sampling baselines (default: each set's own, 10 or 5)",
+    "semgrad_sample_seed": f"seed of the sampled answers (default {DEFAULT_SEED}, the reference code's)",
     "semgrad_calibration": "a calibration JSON from `lm-eval-semgrad calibrate`: sets position and layers (not with semgrad_position/semgrad_layers)",
     "semgrad_reuse_cache": "true (default): score from generation's own prompt KV cache and lower layers' outputs; false: recompute them",
     "semgrad_memory": "memory budget of a grad pass on generation's batch: 'generation' (default: at most the batch's KV cache, so scoring needs no more than generation did; answers are then scored a few rows at a time, grouped by length), 'unbounded' (one pass per batch: fastest, most memory), or a number of MiB",
@@ -50,16 +53,21 @@ class SemGradSettings:
     reuse_cache: bool = True
     calibration: str | None = None
     memory: str | float = "generation"  # or "unbounded", or a budget in MiB
+    samples: int | None = None  # K for every sample set (None: each set's own)
+    sample_seed: int = DEFAULT_SEED
+    left_out: tuple[tuple[str, str], ...] = ()  # (method or paper row, why) that `paper`/`all` could not include
     given: tuple[str, ...] = ()
 
 
 def computed_scores(methods: Sequence[str]) -> tuple[str, ...]:
-    """The asked-for methods plus every score that comes free with SemGrad (logged as baselines).
+    """The scores of the single scoring pass a run computes: the asked-for ones plus every score that comes
+    free with SemGrad (logged as baselines). The sampling methods are computed by their own stage.
 
     ExGrad, ParaGrad and HybridGrad each cost a reduction over the output projection's V x d
     gradient, so they are computed only when `semgrad_methods` names them.
     """
-    return registry.with_free_methods(methods)
+    single_pass = registry.single_pass_methods()
+    return tuple(name for name in registry.with_free_methods(methods) if name in single_pass)
 
 
 def pop_settings(model_args: dict[str, Any]) -> SemGradSettings:
@@ -74,11 +82,22 @@ def pop_settings(model_args: dict[str, Any]) -> SemGradSettings:
         raise ValueError(
             "semgrad_calibration sets the position and layers; pass it without semgrad_position/semgrad_layers."
         )
+    methods, left_out = parse_methods(ours.get("semgrad_methods"))
+    samples = parse_positive_int("semgrad_samples", ours.get("semgrad_samples"))
+    sampled = [name for name in methods if "samples" in registry.get(name).needs]
+    if samples is not None and samples < 2 and sampled:
+        raise ValueError(
+            f"semgrad_samples={samples}: {', '.join(sampled)} compare several sampled answers; pass semgrad_samples=2 "
+            "or more (the reference uses 10, SAR 5)."
+        )
     return SemGradSettings(
         position=parse_position(ours.get("semgrad_position")),
         layers=parse_layers(ours.get("semgrad_layers")),
         batch_size=parse_positive_int("semgrad_batch_size", ours.get("semgrad_batch_size")),
-        methods=parse_methods(ours.get("semgrad_methods")),
+        methods=methods,
+        samples=samples,
+        sample_seed=parse_seed(ours.get("semgrad_sample_seed")),
+        left_out=left_out,
         correctness_metric=metric,
         correctness_threshold=threshold,
         calibration=parse_path("semgrad_calibration", ours.get("semgrad_calibration")),
@@ -190,18 +209,39 @@ def parse_memory(value: Any) -> str | float:
     return mebibytes
 
 
-def parse_methods(value: Any) -> tuple[str, ...]:
+def parse_methods(value: Any) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """The method names, with `paper` and `all` expanded; and what those left out, with why."""
     if value is None:
-        return DEFAULT_METHODS
+        return DEFAULT_METHODS, ()
     parts = list(value) if isinstance(value, (list, tuple)) else str(value).replace(";", ":").split(":")
-    names = tuple(dict.fromkeys(str(part).strip() for part in parts if str(part).strip()))
+    names: list[str] = []
+    left_out: dict[str, str] = {}
+    for part in (str(part).strip() for part in parts):
+        if part == "paper":
+            paper, missing = registry.paper_methods()
+            names += paper
+            left_out.update(missing)
+        elif part == "all":
+            names += METHODS
+        elif part:
+            names.append(part)
+    names = list(dict.fromkeys(names))
     bad = [name for name in names if name not in METHODS]
     if bad or not names:
         raise ValueError(
-            f"semgrad_methods={value!r} names unknown method(s) {bad}; choose from {', '.join(METHODS)} "
-            "joined by ':' (commas separate model args)."
+            f"semgrad_methods={value!r} names unknown method(s) {bad}; choose from {', '.join(METHODS)}, 'paper' "
+            "or 'all', joined by ':' (commas separate model args)."
         )
-    return names
+    return tuple(names), tuple(left_out.items())
+
+
+def parse_seed(value: Any) -> int:
+    if value is None:
+        return DEFAULT_SEED
+    seed = _integral(value)
+    if seed is None or seed < 0:
+        raise ValueError(f"semgrad_sample_seed={value!r} is not valid: pass a non-negative integer.")
+    return seed
 
 
 def parse_correctness(value: Any) -> tuple[str | None, float]:

@@ -34,6 +34,12 @@ NEEDS = {
 #: Needs the single scoring pass (`score()`) provides; the first two come with every SemGrad score.
 SINGLE_PASS_NEEDS = frozenset(NEEDS)
 FREE_NEEDS = frozenset({"token_statistics", "grad_pass"})
+NEEDS.update({
+    "samples": "a set of sampled answers per question (the method's `sample_set`, drawn once and shared)",
+    "hidden_states": "a hidden state of every sampled answer, recorded while sampling",
+    "p_true_pass": "one teacher-forced pass over the P(True) prompt",
+    "mi_passes": "teacher-forced passes over M.I.'s iterative prompts (one per ordered pair of answer clusters)",
+})
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,7 @@ class Method:
     description: str
     needs: frozenset[str]
     paper_row: str | None = None
+    sample_set: str | None = None  # the set of sampled answers it reads (`sampling.sets`), when it needs one
     direction: str = DIRECTION
 
     @property
@@ -52,11 +59,15 @@ class Method:
         return self.needs <= FREE_NEEDS
 
 
-def _method(name: str, description: str, *needs: str, paper_row: str | None = None) -> Method:
+def _method(
+    name: str, description: str, *needs: str, paper_row: str | None = None, sample_set: str | None = None
+) -> Method:
     unknown = set(needs) - set(NEEDS)
     if unknown:
         raise ValueError(f"method {name!r} declares unknown needs {sorted(unknown)}")
-    return Method(name, description, frozenset(needs), paper_row)
+    if ("samples" in needs) != (sample_set is not None):
+        raise ValueError(f"method {name!r}: a method needs samples exactly when it names its sample_set")
+    return Method(name, description, frozenset(needs), paper_row, sample_set)
 
 
 _REGISTRY: dict[str, Method] = {
@@ -74,8 +85,37 @@ _REGISTRY: dict[str, Method] = {
         _method("mean_entropy", "mean token entropy of the greedy answer (nats)", "token_statistics"),
         _method("max_prob_nll", "largest token NLL of the greedy answer", "token_statistics"),
         _method("response_len", "number of answer tokens, the one that ended it included", "token_statistics"),
+        _method("ln_pe", "length-normalised predictive entropy: -mean over samples of mean token log-prob",
+                "samples", paper_row="LN-PE", sample_set="se"),
+        _method("pe", "predictive entropy: -mean over samples of summed token log-probs", "samples", sample_set="se"),
+        _method("p_true", "-log P(' True') after the six-shot 'Is the possible answer True/False' prompt",
+                "p_true_pass", paper_row="P(True)"),
+        _method("inside", "INSIDE / EigenScore: ln det(cov of the samples' middle-layer states + 0.001 I) / K",
+                "samples", "hidden_states", paper_row="INSIDE", sample_set="inside"),
+        _method("mi", "mutual information of iterative prompting over SQuAD-F1 answer clusters", "samples",
+                "mi_passes", paper_row="M.I.", sample_set="mi"),
+        _method("lex_sim", "1 - mean pairwise ROUGE-L F of the sampled answers (LM-Polygraph's lexical similarity)",
+                "samples", sample_set="se"),
     )
 }
+
+
+#: The rows of the SemGrad paper's Table 1, in its order (docs/method.md §7).
+PAPER_TABLE_1 = (
+    "LN-PE", "G-NLL", "SAR", "S.E.", "ExGrad", "ParaGrad", "SemGrad", "HybridGrad", "P(True)", "Self-Con", "Deg",
+    "INSIDE", "S.D.", "M.I.",
+)
+#: Why a Table 1 row has no method here yet.
+NOT_YET = "needs an NLI model or a cross-encoder, not built in this version"
+
+
+def paper_methods() -> tuple[tuple[str, ...], dict[str, str]]:
+    """The registered methods of the paper's Table 1 (in its order), and the rows left out with the reason."""
+    by_row = {method.paper_row: name for name, method in _REGISTRY.items() if method.paper_row}
+    return (
+        tuple(by_row[row] for row in PAPER_TABLE_1 if row in by_row),
+        {row: NOT_YET for row in PAPER_TABLE_1 if row not in by_row},
+    )
 
 
 def available() -> tuple[str, ...]:
@@ -101,6 +141,11 @@ def with_free_methods(requested: Iterable[str]) -> tuple[str, ...]:
     return tuple(name for name, method in _REGISTRY.items() if name in wanted or method.free)
 
 
+def sample_sets_of(names: Collection[str]) -> tuple[str, ...]:
+    """The sample sets the named methods read, each once, in registry order."""
+    return tuple(dict.fromkeys(method.sample_set for name, method in _REGISTRY.items() if name in names and method.sample_set))
+
+
 def needs_of(names: Collection[str]) -> frozenset[str]:
     """Everything the named methods need together."""
     return frozenset(need for name in names for need in get(name).needs)
@@ -114,10 +159,10 @@ def ordered(names: Iterable[str]) -> list[str]:
 
 def markdown_table(names: Sequence[str] | None = None) -> str:
     """The README's table of methods (a test keeps the README's copy equal to this)."""
-    lines = ["| method | what it is | needs | paper's Table 1 row |", "|---|---|---|---|"]
+    lines = ["| method | what it is | needs | sample set | paper's Table 1 row |", "|---|---|---|---|---|"]
     for name in names or available():
         method = get(name)
         needs = ", ".join(sorted(method.needs))
         description = method.description.replace("|", "\\|")  # a literal | would end the cell
-        lines.append(f"| `{name}` | {description} | {needs} | {method.paper_row or ''} |")
+        lines.append(f"| `{name}` | {description} | {needs} | {method.sample_set or ''} | {method.paper_row or ''} |")
     return "\n".join(lines)

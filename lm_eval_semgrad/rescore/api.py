@@ -18,9 +18,10 @@ from typing import Any
 
 from ..hf.chat_positions import resolve_position
 from ..hf.options import DEFAULT_CORRECTNESS_THRESHOLD, DEFAULT_METHODS, computed_scores
+from ..sampling.sets import DEFAULT_SEED
 from .encoding import DEFAULT_MAX_LENGTH, PromptEncoder
 from .formats import HarnessFormat, PlainFormat, ScoringSetup
-from .pipeline import RescoreResult, group_metrics, parse_rows, run_items, scoring_setup
+from .pipeline import RescoreResult, group_metrics, parse_rows, run_items, sampling_stage, scoring_setup
 from .results import DEFAULT_BOOTSTRAP_ITERS, file_counts
 
 
@@ -42,6 +43,8 @@ def rescore_samples(
     methods: Sequence[str] = DEFAULT_METHODS,
     bootstrap_iters: int = DEFAULT_BOOTSTRAP_ITERS,
     progress: bool = False,
+    samples: int | None = None,
+    sample_seed: int = DEFAULT_SEED,
 ) -> RescoreResult:
     """SemGrad scores for lm-eval sample rows (dicts as in `samples_<task>_*.jsonl`), without generating.
 
@@ -49,7 +52,8 @@ def rescore_samples(
     `"rescored": true`, `"roundtrip"`). `correctness` names the per-sample task metric that labels
     answers (default: the first numeric metric the row lists; `>= correctness_threshold` = correct).
     `position=None` resolves tau as semgrad-hf does (chat template, else -1). Rows logged by
-    semgrad-hf are scored on their logged `response_ids` unless `use_logged_ids=False`.
+    semgrad-hf are scored on their logged `response_ids` unless `use_logged_ids=False`. Sampling
+    methods among `methods` draw their sample sets (`samples` answers each, seeded by `sample_seed`).
     """
     setup = _setup(model, tokenizer, position, layers, methods)
     encoder = PromptEncoder(tokenizer, add_bos_token, max_length or _default_max_length(model, tokenizer))
@@ -58,7 +62,8 @@ def rescore_samples(
         correctness_threshold=correctness_threshold, use_logged_ids=use_logged_ids,
     )
     return _rescore_rows(model, fmt, setup, rows, batch_size=batch_size, skip_bad=skip_bad, methods=methods,
-                         bootstrap_iters=bootstrap_iters, progress=progress, desc=task)
+                         bootstrap_iters=bootstrap_iters, progress=progress, desc=task, samples=samples,
+                         sample_seed=sample_seed)
 
 
 def rescore_jsonl(
@@ -74,6 +79,8 @@ def rescore_jsonl(
     methods: Sequence[str] = DEFAULT_METHODS,
     bootstrap_iters: int = DEFAULT_BOOTSTRAP_ITERS,
     progress: bool = False,
+    samples: int | None = None,
+    sample_seed: int = DEFAULT_SEED,
 ) -> RescoreResult:
     """SemGrad scores for plain rows {"prompt" | "messages", "response", "correct"?}.
 
@@ -86,7 +93,8 @@ def rescore_jsonl(
     setup = _setup(model, tokenizer, position, layers, methods)
     fmt = PlainFormat(tokenizer, PromptEncoder(tokenizer, add_bos_token), setup)
     return _rescore_rows(model, fmt, setup, rows, batch_size=batch_size, skip_bad=skip_bad, methods=methods,
-                         bootstrap_iters=bootstrap_iters, progress=progress, desc="rows")
+                         bootstrap_iters=bootstrap_iters, progress=progress, desc="rows", samples=samples,
+                         sample_seed=sample_seed)
 
 
 def _setup(model: Any, tokenizer: Any, position: int | None, layers: Sequence[int] | None, methods) -> ScoringSetup:
@@ -97,14 +105,15 @@ def _setup(model: Any, tokenizer: Any, position: int | None, layers: Sequence[in
 
 def _rescore_rows(
     model: Any, fmt: Any, setup: ScoringSetup, rows: Iterable[Any], *, batch_size: int, skip_bad: bool,
-    methods: Sequence[str], bootstrap_iters: int, progress: bool, desc: str,
+    methods: Sequence[str], bootstrap_iters: int, progress: bool, desc: str, samples: int | None, sample_seed: int,
 ) -> RescoreResult:
     """Parse, score and summarise in-memory rows (rows that are not dicts are bad rows)."""
     numbered = ((i, row if isinstance(row, dict) else None, None if isinstance(row, dict) else "not a dict")
                 for i, row in enumerate(rows, start=1))
     items, bad = parse_rows(fmt, numbered, "<rows>", skip_bad)
+    sampling = sampling_stage(lambda: model, fmt.tokenizer, methods, k=samples, seed=sample_seed, rows_per_call=batch_size)
     _, scored = run_items(lambda: model, fmt, items, setup, batch_size=batch_size, scores=computed_scores(methods),
-                          output=None, progress=progress, desc=desc)
+                          output=None, progress=progress, desc=desc, sampling=sampling)
     counts = file_counts(items, len(bad), 0, scored)
     return RescoreResult([fmt.output_row(i) for i in items], bad, group_metrics(items, methods, bootstrap_iters), counts, items)
 

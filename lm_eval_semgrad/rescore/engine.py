@@ -34,6 +34,12 @@ class Answer:
     response_ids: list[int]
     roundtrip: bool = True
     issue: str | None = None  # why the ids may differ from what was generated, when roundtrip is False
+    # what the sampling baselines need: the question they quote, the answer's text and how answers end
+    question: str = ""
+    question_source: str = ""
+    text: str = ""
+    stops: tuple[str, ...] = ()
+    max_new_tokens: int = 256
 
     @property
     def key(self) -> AnswerKey:
@@ -56,6 +62,7 @@ class Item:
     correct: int | None = None
     correctness: str | None = None
     scores: list[Scores | None] = field(default_factory=list)  # filled when scored, one per answer
+    extras: list[dict[str, Any]] = field(default_factory=list)  # the sampling baselines' samples etc., one per answer
     document: Any = None  # what --limit counts: the doc_id of a harness row (its filters share it), the line of a plain row
 
     @property
@@ -68,10 +75,12 @@ class Item:
 
 
 class ScoreCache:
-    """Scores by exact (prompt ids, answer ids); `scored` counts the grad-pass samples actually run."""
+    """Scores (and the sampling baselines' extras) by exact (prompt ids, answer ids); `scored` counts the
+    grad-pass samples actually run."""
 
     def __init__(self) -> None:
         self._scores: dict[AnswerKey, Scores] = {}
+        self._extras: dict[AnswerKey, dict[str, Any]] = {}
         self.scored = 0
 
     def __contains__(self, key: AnswerKey) -> bool:
@@ -80,13 +89,22 @@ class ScoreCache:
     def get(self, answer: Answer) -> Scores | None:
         return self._scores.get(answer.key)
 
-    def seed(self, answer: Answer, scores: Scores) -> None:
+    def extras(self, answer: Answer) -> dict[str, Any]:
+        return self._extras.get(answer.key, {})
+
+    def seed(self, answer: Answer, scores: Scores, extras: dict[str, Any] | None = None) -> None:
         self._scores.setdefault(answer.key, dict(scores))
+        self._extras.setdefault(answer.key, dict(extras or {}))
 
     def add_scored(self, answers: Sequence[Answer], scores: Sequence[Scores]) -> None:
         for answer, row in zip(answers, scores):
             self._scores[answer.key] = row
         self.scored += len(answers)
+
+    def add_extras(self, answers: Sequence[Answer], results: Sequence[tuple[Scores, dict[str, Any]]]) -> None:
+        for answer, (scores, extras) in zip(answers, results):
+            self._scores[answer.key] = {**self._scores.get(answer.key, {}), **scores}
+            self._extras[answer.key] = extras
 
 
 @dataclass
@@ -131,11 +149,13 @@ def score_items(
     emit: Callable[[list[Item]], None],
     progress: Any | None = None,
     memory: str | float = "generation",
+    sampling: Callable[[list[Answer]], list[tuple[Scores, dict[str, Any]]]] | None = None,
 ) -> None:
     """Score every item's answers (those not in `cache`), calling `emit` after each batch of `batch_size` answers.
 
     `get_model` is called only when there is an answer to score, so a resumed run with nothing
-    left never loads the weights. Each batch runs in grad passes that fit `memory` (`MemoryPlan`).
+    left never loads the weights. Each batch runs in grad passes that fit `memory` (`MemoryPlan`);
+    `sampling`, when given, then adds the sampling baselines' scores and extras of its new answers.
     """
     pending_items: list[Item] = []
     pending: dict[AnswerKey, Answer] = {}
@@ -149,8 +169,11 @@ def score_items(
             for group in plan.passes(model, answers):
                 chosen = [answers[i] for i in group]
                 cache.add_scored(chosen, _score_with_backoff(model, chosen, position, layers, scores, state))
+            if sampling is not None:
+                cache.add_extras(answers, sampling(answers))
         for item in pending_items:
             item.scores = [cache.get(answer) if answer.scorable else None for answer in item.answers]
+            item.extras = [cache.extras(answer) for answer in item.answers]
         emit(list(pending_items))
         if progress is not None:
             progress.update(len(pending_items))

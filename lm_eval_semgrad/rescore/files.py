@@ -20,7 +20,7 @@ from .engine import Item
 from .formats import HarnessFormat, PlainFormat, ScoringSetup, json_key
 from .model_loading import LoadedModel, default_max_length
 from .output import OutputFile, write_json_atomic
-from .pipeline import group_metrics, parse_rows, run_items, scoring_setup
+from .pipeline import group_metrics, parse_rows, run_items, sampling_stage, scoring_setup
 from .results import (
     DEFAULT_BOOTSTRAP_ITERS,
     RESCORE_MODEL,
@@ -64,6 +64,13 @@ def check_writable(folder: str | Path) -> Path:
     if problem is not None:
         raise RescoreError(f"--output_path: {problem}; choose another folder")
     return Path(folder).expanduser()
+
+
+def _sampling(loaded: LoadedModel, batch_size: int):
+    return sampling_stage(
+        lambda: loaded.model, loaded.tokenizer, loaded.settings.methods, k=loaded.settings.samples,
+        seed=loaded.settings.sample_seed, rows_per_call=batch_size,
+    )
 
 
 def _setup(loaded: LoadedModel) -> ScoringSetup:
@@ -121,6 +128,8 @@ def rescore_sample_files(
         kept, scored = run_items(
             lambda: loaded.model, fmt, items, setup, batch_size=batch_size, scores=loaded.computed_scores,
             output=output, progress=progress, desc=source.task, memory=settings.memory,
+            sampling=_sampling(loaded, batch_size), sampled_methods=loaded.sampled_methods,
+            sample_draw=(settings.samples, settings.sample_seed),
         )
         outcomes.append(
             FileOutcome(
@@ -200,6 +209,8 @@ def rescore_jsonl_file(
     kept, scored = run_items(
         lambda: loaded.model, fmt, items, setup, batch_size=batch_size, scores=loaded.computed_scores,
         output=output, progress=progress, desc=path.name, memory=loaded.settings.memory,
+        sampling=_sampling(loaded, batch_size), sampled_methods=loaded.sampled_methods,
+        sample_draw=(loaded.settings.samples, loaded.settings.sample_seed),
     )
     methods = loaded.settings.methods
     metrics = group_metrics(items, methods, bootstrap_iters)

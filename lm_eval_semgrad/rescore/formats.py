@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..hf.options import DEFAULT_CORRECTNESS_THRESHOLD
+from ..question_text import question_of
 from ..sample_log import SAMPLE_FIELD, correctness_labeller, layers_field, uncertainty_field
-from .encoding import PromptEncoder, max_gen_toks, rebuild_answer
+from .encoding import DEFAULT_MAX_GEN_TOKS, PromptEncoder, max_gen_toks, rebuild_answer
 from .engine import Answer, Item, Scores
 from .rows import RowError
 
@@ -161,6 +162,9 @@ class HarnessFormat:
                 f"the re-encoded prompt has {len(prompt_ids)} tokens, the log says {logged_prompt_len} "
                 "(another add_bos_token / max_length?)"
             )
+        question, question_source = question_of(row.get("doc"), context, "the prompt")
+        ending = dict(question=question, question_source=question_source, stops=self._stops(gen_kwargs),
+                      max_new_tokens=limit)
         answers = []
         for repeat, text in enumerate(texts):
             rebuilt = rebuild_answer(self.tokenizer, text, limit=limit, eos_token_id=self.setup.eos_token_id)
@@ -170,11 +174,19 @@ class HarnessFormat:
             problem = self.setup.problem(prompt_ids, response_ids)
             if problem is not None:
                 raise RowError(problem)
-            answers.append(Answer(prompt_ids=prompt_ids, response_ids=response_ids, roundtrip=issue is None, issue=issue))
+            answers.append(Answer(prompt_ids=prompt_ids, response_ids=response_ids, roundtrip=issue is None, issue=issue,
+                                  text=text, **ending))
         return Item(
             line=line, key=self.resume_key(row), source=row, answers=answers,
             group=str(row.get("filter", "none")), correct=correct, correctness=label, document=json_key(row["doc_id"]),
         )
+
+    def _stops(self, gen_kwargs: dict[str, Any]) -> tuple[str, ...]:
+        """The request's stop strings as HFLM used them: its `until` plus the EOS string."""
+        from lm_eval.models.utils import handle_stop_sequences
+
+        eos = self.tokenizer.decode([self.setup.eos_token_id], skip_special_tokens=False) if self.setup.eos_token_id is not None else None
+        return tuple(handle_stop_sequences(gen_kwargs.get("until"), eos=eos))
 
     def label(self, row: dict[str, Any]) -> tuple[int, str]:
         """Correctness from the row's logged task metric, with the harness's own labeller."""
@@ -196,7 +208,10 @@ class HarnessFormat:
 
     def output_row(self, item: Item) -> dict[str, Any]:
         first, scores = item.answers[0], item.scores[0] if item.scores else None
-        record = {"scores": scores, "response_ids": first.response_ids, "prompt_len": len(first.prompt_ids)}
+        record = {
+            **(item.extras[0] if item.extras else {}),
+            "scores": scores, "response_ids": first.response_ids, "prompt_len": len(first.prompt_ids),
+        }
         info: dict[str, Any] = {
             **uncertainty_field(
                 record, item.correct, item.correctness, self.setup.position,
@@ -222,6 +237,11 @@ class HarnessFormat:
             return None
         entries = info.get("repeats") if len(item.answers) > 1 else [info]
         return _matching_scores(item.answers, entries)
+
+    @staticmethod
+    def kept_extras(kept: dict[str, Any]) -> dict[str, Any]:
+        """The sampling baselines' record of the first answer in an output row of an earlier run."""
+        return _extras_of(kept.get(SAMPLE_FIELD))
 
 
 # --------------------------------------------------------------------------- plain JSONL
@@ -285,7 +305,12 @@ class PlainFormat:
         problem = self.setup.problem(prompt_ids, response_ids)
         if problem is not None:
             raise RowError(problem)
-        answer = Answer(prompt_ids, response_ids, issue is None, issue)
+        question, source = _plain_question(row)
+        answer = Answer(
+            prompt_ids, response_ids, issue is None, issue, question=question, question_source=source,
+            text=row["response"], stops=_eos_stop(self.tokenizer, self.setup.eos_token_id),
+            max_new_tokens=limit if limit else DEFAULT_MAX_GEN_TOKS,
+        )
         return Item(line=line, key=line, source=row, answers=[answer], group="all", correct=correct,
                     correctness=None if correct is None else "given", document=line)
 
@@ -303,6 +328,7 @@ class PlainFormat:
                 "layers": self.setup.layers_field,
                 "roundtrip": answer.roundtrip,
                 "roundtrip_issue": answer.issue,
+                **(item.extras[0] if item.extras else {}),
             },
         }
 
@@ -314,12 +340,37 @@ class PlainFormat:
             return None
         return _matching_scores(item.answers, [{"scores": kept.get("scores"), "response_ids": info.get("response_ids")}])
 
+    @staticmethod
+    def kept_extras(kept: dict[str, Any]) -> dict[str, Any]:
+        return _extras_of(kept.get("rescore"))
+
 
 # --------------------------------------------------------------------------- helpers
 
 
 def _missing_reason(answer: Answer) -> str | None:
     return None if answer.scorable else "empty answer: no token to score"
+
+
+EXTRA_FIELDS = ("missing", "samples", "sampling", "question", "question_source")
+
+
+def _extras_of(info: Any) -> dict[str, Any]:
+    return {key: info[key] for key in EXTRA_FIELDS if isinstance(info, dict) and key in info}
+
+
+def _plain_question(row: dict[str, Any]) -> tuple[str, str]:
+    """A plain row's question: its "question" field, else its last user message, else its prompt."""
+    if isinstance(row.get("question"), str) and row["question"].strip():
+        return row["question"].strip(), "row['question']"
+    users = [m.get("content") for m in row.get("messages") or [] if isinstance(m, dict) and m.get("role") == "user"]
+    if users and isinstance(users[-1], str):
+        return users[-1].strip(), "the last user message"
+    return str(row.get("prompt", "")).strip(), "the prompt"
+
+
+def _eos_stop(tokenizer: Any, eos_token_id: int | None) -> tuple[str, ...]:
+    return () if eos_token_id is None else (tokenizer.decode([eos_token_id], skip_special_tokens=False),)
 
 
 def json_key(value: Any) -> str:

@@ -71,6 +71,12 @@ class LoadedModel:
     def computed_scores(self) -> tuple[str, ...]:
         return computed_scores(self.settings.methods)
 
+    @property
+    def sampled_methods(self) -> tuple[str, ...]:
+        from ..sampling.scorer import SCORERS
+
+        return tuple(name for name in self.settings.methods if name in SCORERS)
+
     def fingerprint(self) -> dict[str, Any]:
         """Everything that changes the stored scores: a resumed output must have been made with the same."""
         keys = ("pretrained", "tokenizer", "dtype", "revision", "gguf_file", "subfolder", "add_bos_token", "max_length")

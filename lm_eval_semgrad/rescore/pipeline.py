@@ -9,7 +9,8 @@ from typing import Any
 
 from ..logs import get_logger
 from ..sample_log import SAMPLE_FIELD
-from .engine import Item, ScoreCache, score_items
+from ..sampling.sets import DEFAULT_SEED
+from .engine import Answer, Item, ScoreCache, score_items
 from .formats import ScoringSetup
 from .output import OutputFile
 from .results import metric_values, uncertainty_samples
@@ -95,8 +96,15 @@ def run_items(
     progress: bool,
     desc: str,
     memory: str | float = "generation",
+    sampling: Callable[[list[Answer]], list[tuple[dict[str, float], dict[str, Any]]]] | None = None,
+    sampled_methods: Sequence[str] = (),
+    sample_draw: tuple[int | None, int] = (None, DEFAULT_SEED),
 ) -> tuple[int, int]:
-    """Score `items` (resuming from `output`'s earlier rows); returns (rows kept, grad-pass samples run)."""
+    """Score `items` (resuming from `output`'s earlier rows); returns (rows kept, grad-pass samples run).
+
+    A kept row must also cover `sampled_methods` (scored, or missing with a reason) with sample sets
+    drawn as `sample_draw` = (K override, seed) says, else it is scored again.
+    """
     cache = ScoreCache()
     kept_keys: set[Any] = set()
     if output is not None:
@@ -107,9 +115,13 @@ def run_items(
             kept = None if row is None else fmt.kept_scores(item, row)
             if kept is None or not same_setup(row, setup):
                 continue
-            for answer, answer_scores in zip(item.answers, kept):
+            extras = fmt.kept_extras(row)
+            covered = set(kept[0] or {}) | set(extras.get("missing") or {})
+            if kept[0] is not None and not (set(sampled_methods) <= covered and _drawn_as(extras, sample_draw)):
+                continue
+            for index, (answer, answer_scores) in enumerate(zip(item.answers, kept)):
                 if answer_scores is not None:
-                    cache.seed(answer, answer_scores)
+                    cache.seed(answer, answer_scores, extras if index == 0 else None)
             kept_keys.add(item.key)
             kept_rows.append(row)
         if kept_keys:
@@ -128,7 +140,7 @@ def run_items(
     try:
         score_items(
             get_model, items, cache, position=setup.position, layers=setup.layers,
-            batch_size=batch_size, scores=scores, emit=emit, progress=bar, memory=memory,
+            batch_size=batch_size, scores=scores, emit=emit, progress=bar, memory=memory, sampling=sampling,
         )
     finally:
         if bar is not None:
@@ -138,6 +150,46 @@ def run_items(
     if output is not None:
         output.finalize(fmt.output_row(item) for item in items)
     return len(kept_keys), cache.scored
+
+
+def sampling_stage(
+    get_model: Callable[[], Any], tokenizer: Any, methods: Sequence[str], *, k: int | None, seed: int,
+    rows_per_call: int,
+) -> Callable[[list[Answer]], list[tuple[dict[str, float], dict[str, Any]]]] | None:
+    """The sampling baselines of rescored answers (None when no requested method samples); the model loads on use."""
+    from ..hf.response_tokens import answer_cutter, end_of_sequence_ids
+    from ..sampling.scorer import SCORERS, Question, SamplingScorer
+
+    wanted = [name for name in methods if name in SCORERS]
+    if not wanted:
+        return None
+    scorers: list[SamplingScorer] = []
+
+    def run(answers: list[Answer]) -> list[tuple[dict[str, float], dict[str, Any]]]:
+        if not scorers:
+            model = get_model()
+            scorers.append(SamplingScorer(
+                model, tokenizer, wanted, answer_cutter=answer_cutter(tokenizer, end_of_sequence_ids(tokenizer, model)),
+                decode_raw=lambda ids: tokenizer.decode(list(ids), skip_special_tokens=False), k=k, seed=seed,
+                rows_per_call=rows_per_call, batch_size=rows_per_call,
+            ))
+        questions = [Question(a.prompt_ids, a.question, a.text, a.max_new_tokens, a.stops) for a in answers]
+        return [
+            (result.scores, {"missing": result.missing, "samples": result.samples, "sampling": result.sampling,
+                             "question": answer.question, "question_source": answer.question_source})
+            for answer, result in zip(answers, scorers[0].score(questions))
+        ]
+
+    return run
+
+
+def _drawn_as(extras: dict[str, Any], sample_draw: tuple[int | None, int]) -> bool:
+    """Whether a kept row's sample sets were drawn with this run's K and seed."""
+    from ..sampling.sets import sample_set
+
+    k, seed = sample_draw
+    sets = extras.get("sampling") or {}
+    return all(info.get("seed") == seed and info.get("k") == sample_set(name, k).k for name, info in sets.items())
 
 
 def same_setup(row: dict[str, Any], setup: ScoringSetup) -> bool:

@@ -1,0 +1,84 @@
+"""The sampling baselines inside `semgrad-hf`: a stage after the greedy answers and their grad pass.
+
+For every answered request whose record lacks a requested sampling method, the request's question
+(`question_text`), its prompt ids and greedy answer go to `sampling.scorer.SamplingScorer`; sampled
+answers end exactly as the greedy answer did (the request's stop strings, HFLM's EOS rule, its
+`max_gen_toks`). The scores, reasons for missing ones, the samples and how they were drawn are
+merged into the record, which the sample log and `--use_cache` keep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs
+from tqdm import tqdm
+
+from ..hf.response_tokens import answer_cutter
+from ..question_text import question_of
+from ..sample_log import Record
+from ..sampling.scorer import SCORERS, Question, SamplingScorer
+
+
+class SampledBaselines:
+    """What `semgrad-hf` needs to run the requested sampling methods on its answers."""
+
+    def __init__(self, lm: Any, methods: Sequence[str], *, samples: int | None, seed: int, rows_per_call: int) -> None:
+        self.lm = lm
+        self.methods = tuple(name for name in methods if name in SCORERS)
+        self.tasks: dict[str, Any] = {}  # task name -> task, set by the evaluator hooks (for doc_to_text)
+        self.scorer = SamplingScorer(
+            lm.model, lm.tokenizer, self.methods, answer_cutter=answer_cutter(lm.tokenizer, lm._stop_token_ids),
+            decode_raw=self._decode_raw,
+            k=samples, seed=seed, rows_per_call=rows_per_call, batch_size=rows_per_call,
+        )
+
+    @property
+    def active(self) -> bool:
+        return bool(self.methods)
+
+    def complete(self, answered: Sequence[tuple[Any, Record]]) -> None:
+        """Add the sampling methods' scores (or reasons) to the records of these (request, record) pairs."""
+        todo = [(request, record) for request, record in answered if not self._covered(record)]
+        if not self.active or not todo:
+            return
+        questions = []
+        for request, record in todo:
+            stops, max_new_tokens = self._ending(request)
+            text, source = self._question(request)
+            record["question"], record["question_source"] = text, source
+            questions.append(Question(list(record["prompt_ids"]), text, record["response"], max_new_tokens, stops))
+        total = len(questions) * self.scorer.samples_per_question()
+        bar = tqdm(total=total, desc="semgrad sampling", unit="sample", disable=self.lm.rank != 0 or not total)
+        try:
+            results = self.scorer.score(questions, progress=bar.update)
+        finally:
+            bar.close()
+        for (_, record), result in zip(todo, results):
+            record["scores"] = {**record["scores"], **result.scores}
+            record["missing"] = {**record.get("missing", {}), **result.missing}
+            record["samples"] = {**record.get("samples", {}), **result.samples}
+            record["sampling"] = {**record.get("sampling", {}), **result.sampling}
+
+    def _covered(self, record: Record) -> bool:
+        done = set(record.get("scores") or {}) | set(record.get("missing") or {})
+        return set(self.methods) <= done
+
+    def _question(self, request: Any) -> tuple[str, str]:
+        task = self.tasks.get(getattr(request, "task_name", None) or "")
+        doc = getattr(request, "doc", None)
+        if task is not None and doc is not None and hasattr(task, "doc_to_text"):
+            rendered = task.doc_to_text(doc)
+            if isinstance(rendered, str):
+                return question_of(doc, rendered, "the task's doc_to_text")
+        return question_of(doc, str(request.args[0]), "the prompt")
+
+    def _ending(self, request: Any) -> tuple[tuple[str, ...], int]:
+        """The stop strings and answer-length limit HFLM.generate_until used for this request."""
+        kwargs = normalize_gen_kwargs(dict(request.args[1]), self.lm.max_gen_toks)
+        eos = self.lm.tok_decode(self.lm.eot_token_id, skip_special_tokens=False)
+        return tuple(handle_stop_sequences(kwargs.pop("until", None), eos=eos)), int(kwargs["max_gen_toks"])
+
+    def _decode_raw(self, tokens: Sequence[int]) -> str:
+        return self.lm.tokenizer.decode(list(tokens), skip_special_tokens=False)
