@@ -34,6 +34,8 @@ class Record(TypedDict, total=False):
     sampling: dict[str, dict[str, Any]]  # sample set -> how it was drawn (k, temperature, top_p, top_k, ...)
     question: str  # the question text the sampling baselines quoted
     question_source: str
+    clusters: dict[str, list[int]]  # "se": semantic entropy's cluster id per sampled answer
+    similarity: dict[str, list[list[float]]]  # "se": argmax NLI classes (0 contradiction .. 2 entailment), "sc": W
 
 
 def layers_field(layers: Sequence[int] | None) -> str | list[int]:
@@ -68,7 +70,7 @@ def uncertainty_field(
         "position": position,
         "layers": layers_field(layers),
     }
-    for key in ("samples", "sampling", "question", "question_source"):
+    for key in ("samples", "sampling", "clusters", "similarity", "question", "question_source"):
         if record is not None and record.get(key):
             field[key] = record[key]
     known = dict(record.get("missing") or {}) if record is not None else {}

@@ -356,3 +356,26 @@ def test_data_parallel_sampling_equals_one_process(setup, sampled_run):
                 assert got["token_logprobs"] == pytest.approx(want["token_logprobs"], rel=1e-4, abs=1e-6)
         for key, value in single[row["doc_id"]]["scores"].items():
             assert row["uncertainty"]["scores"][key] == pytest.approx(value, rel=1e-4, abs=1e-12), key
+
+
+def test_nli_and_cross_encoder_baselines_log_what_they_compared(setup, tmp_path):
+    from tiny_models import save_tiny_cross_encoder, save_tiny_nli_model
+
+    root, model_dir, tasks_dir = setup
+    nli, ce = save_tiny_nli_model(tmp_path / "nli"), save_tiny_cross_encoder(tmp_path / "ce")
+    output = root / "nli_run"
+    extra = (f",semgrad_methods=semgrad:se:discrete_se:self_con:deg:eigv:ecc:sar:token_sar:sentence_sar,semgrad_samples=3,"
+             f"semgrad_nli={nli},semgrad_cross_encoder={ce},semgrad_aux_batch_size=16")
+    run_cli([*lm_eval_command(), *cli_args(model_dir, tasks_dir, output, "qa_parity", extra)], cwd=root)
+    results = read_results(output)["results"]["qa_parity"]
+    for method in ("se", "self_con", "deg", "sar"):
+        assert f"{method}_auroc,none" in results
+    for row in read_samples(output, "qa_parity"):
+        info = row["uncertainty"]
+        assert set(info["samples"]) == {"se", "sc", "sar"}
+        assert len(info["clusters"]["se"]) == 3 and np.array(info["similarity"]["se"]).shape == (3, 3)
+        assert np.diag(info["similarity"]["se"]).tolist() == [2, 2, 2]
+        w = np.array(info["similarity"]["sc"])
+        assert w.shape == (3, 3) and np.allclose(w, w.T) and np.allclose(np.diag(w), 1)
+        for method in ("se", "discrete_se", "self_con", "deg", "eigv", "ecc", "sar", "token_sar", "sentence_sar"):
+            assert method in info["scores"] or method in info["missing"], method

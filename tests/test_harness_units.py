@@ -43,7 +43,7 @@ def test_defaults():
         ({"semgrad_position": "last"}, "semgrad_position='last' is not valid"),
         ({"semgrad_layers": "31-16"}, "semgrad_layers='31-16' is not valid"),
         ({"semgrad_batch_size": 0}, "semgrad_batch_size=0 is not valid"),
-        ({"semgrad_methods": "semgrad:sar"}, "unknown method(s) ['sar']"),
+        ({"semgrad_methods": "semgrad:saar"}, "unknown method(s) ['saar']"),
         ({"semgrad_correctness": "acc:high"}, "the threshold after ':' must be a number"),
         ({"semgrad_memory": "lots"}, "semgrad_memory='lots' is not valid"),
         ({"semgrad_memory": 0}, "semgrad_memory=0 is not valid"),

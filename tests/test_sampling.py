@@ -240,13 +240,18 @@ def test_sample_count_and_seed_options():
     assert pop_settings({"semgrad_methods": "semgrad", "semgrad_samples": 1}).samples == 1  # no sampling method
 
 
-def test_paper_and_all_expand_and_say_what_is_left_out():
+def test_paper_and_all_expand_to_what_can_run_and_say_what_is_left_out(tmp_path):
+    """No NLI model or cross-encoder is given or cached here: their methods are left out, with the arg to pass."""
     paper = pop_settings({"semgrad_methods": "paper"})
     assert paper.methods == ("ln_pe", "g_nll", "exgrad", "paragrad", "semgrad", "hybridgrad", "p_true", "inside", "mi")
-    assert {row for row, _ in paper.left_out} == {"SAR", "S.E.", "Self-Con", "Deg", "S.D."}
-    assert all("NLI" in reason for _, reason in paper.left_out)
+    left_out = dict(paper.left_out)
+    assert set(left_out) == {"sar", "se", "self_con", "deg", "sd"}
+    assert "semgrad_cross_encoder=PATH_OR_ID" in left_out["sar"] and "semgrad_nli=PATH_OR_ID" in left_out["se"]
     everything = pop_settings({"semgrad_methods": "all"})
-    assert "lex_sim" in everything.methods and "response_len" in everything.methods and not everything.left_out
+    assert {"lex_sim", "response_len", "mi"} <= set(everything.methods) and "se" not in everything.methods
+    given = pop_settings({"semgrad_methods": "paper", "semgrad_nli": str(tmp_path), "semgrad_cross_encoder": str(tmp_path)})
+    assert given.methods == ("ln_pe", "g_nll", "sar", "se", "exgrad", "paragrad", "semgrad", "hybridgrad", "p_true",
+                             "self_con", "deg", "inside", "sd", "mi") and not given.left_out
 
 
 def test_temperature_must_be_positive():

@@ -120,3 +120,42 @@ def tiny_gemma2_softcapped() -> nn.Module:
         final_logit_softcapping=5.0, attn_logit_softcapping=50.0, sliding_window=64, tie_word_embeddings=True,
     )
     return Gemma2ForCausalLM(config).eval()
+
+
+def save_tiny_nli_model(directory, labels=("CONTRADICTION", "NEUTRAL", "ENTAILMENT"), seed: int = 4):
+    """A tiny random DeBERTa-v2 sequence classifier with an NLI label map (any order and case), and a tokenizer."""
+    from pathlib import Path
+
+    from transformers import DebertaV2Config, DebertaV2ForSequenceClassification
+
+    directory = Path(directory)
+    tokenizer = build_chat_tokenizer()
+    torch.manual_seed(seed)
+    config = DebertaV2Config(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=512, relative_attention=True, pos_att_type=["p2c", "c2p"], position_buckets=32,
+        pad_token_id=tokenizer.pad_token_id, num_labels=len(labels), initializer_range=1.0,
+        id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)},
+    )
+    DebertaV2ForSequenceClassification(config).eval().save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def save_tiny_cross_encoder(directory, num_labels: int = 1, seed: int = 5):
+    """A tiny random RoBERTa one-label (similarity) classifier, as cross-encoder/stsb-roberta-large is, and a tokenizer."""
+    from pathlib import Path
+
+    from transformers import RobertaConfig, RobertaForSequenceClassification
+
+    directory = Path(directory)
+    tokenizer = build_chat_tokenizer()
+    torch.manual_seed(seed)
+    config = RobertaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=600, pad_token_id=tokenizer.pad_token_id, num_labels=num_labels, type_vocab_size=1,
+        initializer_range=1.0,
+    )
+    RobertaForSequenceClassification(config).eval().save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory

@@ -94,10 +94,7 @@ class SemGradHFLM(HFLM):
         )
         self.score_store = ScoreStore(self._fingerprint())
         self._stop_token_ids = end_of_sequence_ids(self.tokenizer, self.model)
-        self.sampled = SampledBaselines(
-            self, self.semgrad.methods, samples=self.semgrad.samples, seed=self.semgrad.sample_seed,
-            rows_per_call=self.semgrad_batch_size,
-        )
+        self.sampled = SampledBaselines(self, self.semgrad, rows_per_call=self.semgrad_batch_size)
         evaluator_hooks.install()
         logger.info("semgrad-hf: %s, methods %s", self.semantic.describe(), ", ".join(self.semgrad.methods))
         for name, reason in self.semgrad.left_out:

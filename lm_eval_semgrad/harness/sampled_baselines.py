@@ -15,24 +15,27 @@ from typing import Any
 from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs
 from tqdm import tqdm
 
+from ..hf.options import SemGradSettings
 from ..hf.response_tokens import answer_cutter
 from ..question_text import question_of
 from ..sample_log import Record
+from ..sampling.auxiliary import auxiliary_factories
 from ..sampling.scorer import SCORERS, Question, SamplingScorer
 
 
 class SampledBaselines:
     """What `semgrad-hf` needs to run the requested sampling methods on its answers."""
 
-    def __init__(self, lm: Any, methods: Sequence[str], *, samples: int | None, seed: int, rows_per_call: int) -> None:
+    def __init__(self, lm: Any, settings: SemGradSettings, *, rows_per_call: int) -> None:
         self.lm = lm
-        self.methods = tuple(name for name in methods if name in SCORERS)
+        self.methods = tuple(name for name in settings.methods if name in SCORERS)
         self.tasks: dict[str, Any] = {}  # task name -> task, set by the evaluator hooks (for doc_to_text)
         self.scorer = SamplingScorer(
             lm.model, lm.tokenizer, self.methods, answer_cutter=answer_cutter(lm.tokenizer, lm._stop_token_ids),
-            decode_raw=self._decode_raw,
-            k=samples, seed=seed, rows_per_call=rows_per_call, batch_size=rows_per_call,
+            decode_raw=self._decode_raw, k=settings.samples, seed=settings.sample_seed, rows_per_call=rows_per_call,
+            batch_size=rows_per_call, **auxiliary_factories(settings, lm.model),
         )
+        self.scorer.load_auxiliary()  # a missing NLI model fails now, not after the whole generation
 
     @property
     def active(self) -> bool:
@@ -60,6 +63,8 @@ class SampledBaselines:
             record["missing"] = {**record.get("missing", {}), **result.missing}
             record["samples"] = {**record.get("samples", {}), **result.samples}
             record["sampling"] = {**record.get("sampling", {}), **result.sampling}
+            record["clusters"] = {**record.get("clusters", {}), **result.clusters}
+            record["similarity"] = {**record.get("similarity", {}), **result.similarity}
 
     def _covered(self, record: Record) -> bool:
         done = set(record.get("scores") or {}) | set(record.get("missing") or {})

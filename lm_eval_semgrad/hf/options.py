@@ -10,12 +10,15 @@ these forms of a valid value and rejects anything else with a message naming the
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .. import methods as registry
 from ..sampling.sets import DEFAULT_SEED
+
+DEFAULT_NLI = "microsoft/deberta-v2-xlarge-mnli"  # the reference code's
+DEFAULT_CROSS_ENCODER = "cross-encoder/stsb-roberta-large"
 
 #: Every method `semgrad_methods` may name (the registry's).
 METHODS = registry.available()
@@ -29,6 +32,10 @@ OPTION_HELP = {
     "semgrad_methods": f"scores to report, joined by ':' (default {':'.join(DEFAULT_METHODS)}; any of {', '.join(METHODS)}; 'paper': the paper's Table 1 methods; 'all': every method)",
     "semgrad_samples": "sampled answers per question for every sample set of the sampling baselines (default: each set's own, 10 or 5)",
     "semgrad_sample_seed": f"seed of the sampled answers (default {DEFAULT_SEED}, the reference code's)",
+    "semgrad_nli": f"NLI model (path or hub id) of the NLI-based baselines (default {DEFAULT_NLI})",
+    "semgrad_cross_encoder": f"cross-encoder (path or hub id) of SAR (default {DEFAULT_CROSS_ENCODER})",
+    "semgrad_aux_device": "device of the NLI model and cross-encoder (default: the scored model's)",
+    "semgrad_aux_batch_size": "text pairs per NLI / cross-encoder forward pass (default 32)",
     "semgrad_calibration": "a calibration JSON from `lm-eval-semgrad calibrate`: sets position and layers (not with semgrad_position/semgrad_layers)",
     "semgrad_reuse_cache": "true (default): score from generation's own prompt KV cache and lower layers' outputs; false: recompute them",
     "semgrad_memory": "memory budget of a grad pass on generation's batch: 'generation' (default: at most the batch's KV cache, so scoring needs no more than generation did; answers are then scored a few rows at a time, grouped by length), 'unbounded' (one pass per batch: fastest, most memory), or a number of MiB",
@@ -55,6 +62,10 @@ class SemGradSettings:
     memory: str | float = "generation"  # or "unbounded", or a budget in MiB
     samples: int | None = None  # K for every sample set (None: each set's own)
     sample_seed: int = DEFAULT_SEED
+    nli: str = DEFAULT_NLI
+    cross_encoder: str = DEFAULT_CROSS_ENCODER
+    aux_device: str | None = None
+    aux_batch_size: int = 32
     left_out: tuple[tuple[str, str], ...] = ()  # (method or paper row, why) that `paper`/`all` could not include
     given: tuple[str, ...] = ()
 
@@ -82,7 +93,12 @@ def pop_settings(model_args: dict[str, Any]) -> SemGradSettings:
         raise ValueError(
             "semgrad_calibration sets the position and layers; pass it without semgrad_position/semgrad_layers."
         )
-    methods, left_out = parse_methods(ours.get("semgrad_methods"))
+    nli = parse_path("semgrad_nli", ours.get("semgrad_nli")) or DEFAULT_NLI
+    cross_encoder = parse_path("semgrad_cross_encoder", ours.get("semgrad_cross_encoder")) or DEFAULT_CROSS_ENCODER
+    available = {need for need, option, name in (("nli", "semgrad_nli", nli),
+                                                  ("cross_encoder", "semgrad_cross_encoder", cross_encoder))
+                 if ours.get(option) is not None or _locally_available(name)}
+    methods, left_out = parse_methods(ours.get("semgrad_methods"), available)
     samples = parse_positive_int("semgrad_samples", ours.get("semgrad_samples"))
     sampled = [name for name in methods if "samples" in registry.get(name).needs]
     if samples is not None and samples < 2 and sampled:
@@ -97,6 +113,10 @@ def pop_settings(model_args: dict[str, Any]) -> SemGradSettings:
         methods=methods,
         samples=samples,
         sample_seed=parse_seed(ours.get("semgrad_sample_seed")),
+        nli=nli,
+        cross_encoder=cross_encoder,
+        aux_device=parse_path("semgrad_aux_device", ours.get("semgrad_aux_device")),
+        aux_batch_size=parse_positive_int("semgrad_aux_batch_size", ours.get("semgrad_aux_batch_size")) or 32,
         left_out=left_out,
         correctness_metric=metric,
         correctness_threshold=threshold,
@@ -209,8 +229,25 @@ def parse_memory(value: Any) -> str | float:
     return mebibytes
 
 
-def parse_methods(value: Any) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
-    """The method names, with `paper` and `all` expanded; and what those left out, with why."""
+def _locally_available(name_or_path: str) -> bool:
+    """Whether a model can be loaded without the network: a local folder, or a hub id in the local cache."""
+    from pathlib import Path
+
+    if Path(name_or_path).expanduser().is_dir():
+        return True
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(name_or_path, "config.json"), str)
+    except Exception:  # noqa: BLE001 - an unparsable id is simply not available
+        return False
+
+
+def parse_methods(
+    value: Any, available_auxiliary: Collection[str] = ()
+) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """The method names, with `paper` and `all` expanded to what can run with the auxiliary models available
+    (`nli`, `cross_encoder`); and what they left out, with why."""
     if value is None:
         return DEFAULT_METHODS, ()
     parts = list(value) if isinstance(value, (list, tuple)) else str(value).replace(";", ":").split(":")
@@ -218,11 +255,14 @@ def parse_methods(value: Any) -> tuple[tuple[str, ...], tuple[tuple[str, str], .
     left_out: dict[str, str] = {}
     for part in (str(part).strip() for part in parts):
         if part == "paper":
-            paper, missing = registry.paper_methods()
+            paper, missing = registry.paper_methods(available_auxiliary)
             names += paper
             left_out.update(missing)
         elif part == "all":
-            names += METHODS
+            runnable = registry.runnable(available_auxiliary)
+            names += runnable
+            left_out.update({name: "needs an NLI model or cross-encoder that is not given or cached"
+                             for name in METHODS if name not in runnable})
         elif part:
             names.append(part)
     names = list(dict.fromkeys(names))

@@ -39,7 +39,12 @@ NEEDS.update({
     "hidden_states": "a hidden state of every sampled answer, recorded while sampling",
     "p_true_pass": "one teacher-forced pass over the P(True) prompt",
     "mi_passes": "teacher-forced passes over M.I.'s iterative prompts (one per ordered pair of answer clusters)",
+    "nli": "an entailment (NLI) model over pairs of answers (`semgrad_nli`)",
+    "cross_encoder": "a cross-encoder similarity model over pairs of answers (`semgrad_cross_encoder`)",
+    "beams": "diverse beam search (10 groups of one beam), the beams rescored at temperature 0.1",
 })
+#: Auxiliary models a need stands for, by the model arg that names them.
+AUXILIARY = {"nli": "semgrad_nli", "cross_encoder": "semgrad_cross_encoder"}
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,26 @@ _REGISTRY: dict[str, Method] = {
                 "mi_passes", paper_row="M.I.", sample_set="mi"),
         _method("lex_sim", "1 - mean pairwise ROUGE-L F of the sampled answers (LM-Polygraph's lexical similarity)",
                 "samples", sample_set="se"),
+        _method("se", "semantic entropy: entropy over NLI-equivalence clusters of the samples' length-normalised "
+                "probabilities", "samples", "nli", paper_row="S.E.", sample_set="se"),
+        _method("discrete_se", "discrete semantic entropy: entropy of the NLI-cluster sizes", "samples", "nli",
+                sample_set="se"),
+        _method("self_con", "self-consistency: 1 - share of samples the greedy answer entails both ways (> 0.5)",
+                "samples", "nli", paper_row="Self-Con", sample_set="sc"),
+        _method("deg", "1 - mean of the samples' symmetrised entailment matrix W", "samples", "nli", paper_row="Deg",
+                sample_set="sc"),
+        _method("eigv", "sum of 1 - lambda over the eigenvalues < 0.9 of W's normalised Laplacian", "samples", "nli",
+                sample_set="sc"),
+        _method("ecc", "spectral norm of the centred Laplacian eigenvectors with eigenvalues < 0.9", "samples", "nli",
+                sample_set="sc"),
+        _method("sd", "1 - semantic density: NLI closeness of 10 diverse beams to the greedy answer, weighted by their "
+                "temperature-0.1 probability", "beams", "nli", paper_row="S.D."),
+        _method("sar", "SAR: relevance-shifted log-likelihoods with cross-encoder sentence similarity", "samples",
+                "cross_encoder", paper_row="SAR", sample_set="sar"),
+        _method("token_sar", "token-SAR: -mean of the relevance-weighted token log-likelihoods", "samples",
+                "cross_encoder", sample_set="sar"),
+        _method("sentence_sar", "sentence-SAR: sentence-similarity-weighted sequence log-likelihoods", "samples",
+                "cross_encoder", sample_set="sar"),
     )
 }
 
@@ -105,17 +130,24 @@ PAPER_TABLE_1 = (
     "LN-PE", "G-NLL", "SAR", "S.E.", "ExGrad", "ParaGrad", "SemGrad", "HybridGrad", "P(True)", "Self-Con", "Deg",
     "INSIDE", "S.D.", "M.I.",
 )
-#: Why a Table 1 row has no method here yet.
-NOT_YET = "needs an NLI model or a cross-encoder, not built in this version"
-
-
-def paper_methods() -> tuple[tuple[str, ...], dict[str, str]]:
-    """The registered methods of the paper's Table 1 (in its order), and the rows left out with the reason."""
+def paper_methods(available_auxiliary: Collection[str] = ()) -> tuple[tuple[str, ...], dict[str, str]]:
+    """The methods of the paper's Table 1 (in its order) whose auxiliary models are available, and the ones
+    left out, with the model arg that would let them run."""
     by_row = {method.paper_row: name for name, method in _REGISTRY.items() if method.paper_row}
-    return (
-        tuple(by_row[row] for row in PAPER_TABLE_1 if row in by_row),
-        {row: NOT_YET for row in PAPER_TABLE_1 if row not in by_row},
-    )
+    chosen, left_out = [], {}
+    for row in PAPER_TABLE_1:
+        name = by_row[row]
+        lacking = [AUXILIARY[need] for need in sorted(get(name).needs & set(AUXILIARY)) if need not in available_auxiliary]
+        if lacking:
+            left_out[name] = f"needs {' and '.join(lacking)}=PATH_OR_ID (no such model is given or in the local cache)"
+        else:
+            chosen.append(name)
+    return tuple(chosen), left_out
+
+
+def runnable(available_auxiliary: Collection[str] = ()) -> tuple[str, ...]:
+    """Every method whose auxiliary models are available (what `semgrad_methods=all` runs)."""
+    return tuple(name for name, method in _REGISTRY.items() if not (method.needs & set(AUXILIARY)) - set(available_auxiliary))
 
 
 def available() -> tuple[str, ...]:

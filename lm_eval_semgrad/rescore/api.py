@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..hf.chat_positions import resolve_position
-from ..hf.options import DEFAULT_CORRECTNESS_THRESHOLD, DEFAULT_METHODS, computed_scores
+from ..hf.options import DEFAULT_CORRECTNESS_THRESHOLD, DEFAULT_METHODS, SemGradSettings, computed_scores
 from ..sampling.sets import DEFAULT_SEED
 from .encoding import DEFAULT_MAX_LENGTH, PromptEncoder
 from .formats import HarnessFormat, PlainFormat, ScoringSetup
@@ -111,7 +111,8 @@ def _rescore_rows(
     numbered = ((i, row if isinstance(row, dict) else None, None if isinstance(row, dict) else "not a dict")
                 for i, row in enumerate(rows, start=1))
     items, bad = parse_rows(fmt, numbered, "<rows>", skip_bad)
-    sampling = sampling_stage(lambda: model, fmt.tokenizer, methods, k=samples, seed=sample_seed, rows_per_call=batch_size)
+    settings = SemGradSettings(methods=tuple(methods), samples=samples, sample_seed=sample_seed)
+    sampling = sampling_stage(lambda: model, fmt.tokenizer, settings, rows_per_call=batch_size)
     _, scored = run_items(lambda: model, fmt, items, setup, batch_size=batch_size, scores=computed_scores(methods),
                           output=None, progress=progress, desc=desc, sampling=sampling)
     counts = file_counts(items, len(bad), 0, scored)

@@ -67,10 +67,7 @@ def check_writable(folder: str | Path) -> Path:
 
 
 def _sampling(loaded: LoadedModel, batch_size: int):
-    return sampling_stage(
-        lambda: loaded.model, loaded.tokenizer, loaded.settings.methods, k=loaded.settings.samples,
-        seed=loaded.settings.sample_seed, rows_per_call=batch_size,
-    )
+    return sampling_stage(lambda: loaded.model, loaded.tokenizer, loaded.settings, rows_per_call=batch_size)
 
 
 def _setup(loaded: LoadedModel) -> ScoringSetup:

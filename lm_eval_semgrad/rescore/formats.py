@@ -352,7 +352,7 @@ def _missing_reason(answer: Answer) -> str | None:
     return None if answer.scorable else "empty answer: no token to score"
 
 
-EXTRA_FIELDS = ("missing", "samples", "sampling", "question", "question_source")
+EXTRA_FIELDS = ("missing", "samples", "sampling", "clusters", "similarity", "question", "question_source")
 
 
 def _extras_of(info: Any) -> dict[str, Any]:

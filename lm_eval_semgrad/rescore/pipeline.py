@@ -153,14 +153,17 @@ def run_items(
 
 
 def sampling_stage(
-    get_model: Callable[[], Any], tokenizer: Any, methods: Sequence[str], *, k: int | None, seed: int,
-    rows_per_call: int,
+    get_model: Callable[[], Any], tokenizer: Any, settings: Any, *, rows_per_call: int,
 ) -> Callable[[list[Answer]], list[tuple[dict[str, float], dict[str, Any]]]] | None:
-    """The sampling baselines of rescored answers (None when no requested method samples); the model loads on use."""
+    """The sampling baselines of rescored answers (None when no requested method samples); the models load on use.
+
+    `settings`: the `SemGradSettings` (methods, samples, seed, the auxiliary models).
+    """
     from ..hf.response_tokens import answer_cutter, end_of_sequence_ids
+    from ..sampling.auxiliary import auxiliary_factories
     from ..sampling.scorer import SCORERS, Question, SamplingScorer
 
-    wanted = [name for name in methods if name in SCORERS]
+    wanted = [name for name in settings.methods if name in SCORERS]
     if not wanted:
         return None
     scorers: list[SamplingScorer] = []
@@ -170,12 +173,15 @@ def sampling_stage(
             model = get_model()
             scorers.append(SamplingScorer(
                 model, tokenizer, wanted, answer_cutter=answer_cutter(tokenizer, end_of_sequence_ids(tokenizer, model)),
-                decode_raw=lambda ids: tokenizer.decode(list(ids), skip_special_tokens=False), k=k, seed=seed,
-                rows_per_call=rows_per_call, batch_size=rows_per_call,
+                decode_raw=lambda ids: tokenizer.decode(list(ids), skip_special_tokens=False), k=settings.samples,
+                seed=settings.sample_seed, rows_per_call=rows_per_call, batch_size=rows_per_call,
+                **auxiliary_factories(settings, model),
             ))
+            scorers[0].load_auxiliary()
         questions = [Question(a.prompt_ids, a.question, a.text, a.max_new_tokens, a.stops) for a in answers]
         return [
             (result.scores, {"missing": result.missing, "samples": result.samples, "sampling": result.sampling,
+                             "clusters": result.clusters, "similarity": result.similarity,
                              "question": answer.question, "question_source": answer.question_source})
             for answer, result in zip(answers, scorers[0].score(questions))
         ]

@@ -21,15 +21,21 @@ import numpy as np
 from torch import nn
 
 from .. import methods as registry
-from . import entropy, inside, lexical, mutual_information
+from . import entropy, inside, lexical, mutual_information, nli_methods
+from .auxiliary import CrossEncoder, NLIModel
 from .generation import Sample, draw_samples
 from .p_true import p_true_prompt
 from .sets import DEFAULT_SEED, SampleSet, sample_set
 from .teacher_forcing import continuation_logprobs
 
-#: Methods computed from their sample set alone, and all the sampling methods this module computes.
+#: Methods computed from their sample set alone; those with an NLI model or cross-encoder, by family; and all
+#: the methods this module computes.
 FROM_SAMPLES = ("ln_pe", "pe", "lex_sim", "inside")
-SCORERS = (*FROM_SAMPLES, "mi", "p_true")
+SE_FAMILY, SC_FAMILY, SAR_FAMILY = ("se", "discrete_se"), ("self_con", "deg", "eigv", "ecc"), ("sar", "token_sar", "sentence_sar")
+SCORERS = (*FROM_SAMPLES, "mi", "p_true", *SE_FAMILY, *SC_FAMILY, *SAR_FAMILY, "sd")
+#: The diverse beams of semantic density (docs/method.md §3.8), and the temperature they are rescored at.
+SD_BEAMS = {"num_beams": 10, "num_beam_groups": 10, "diversity_penalty": 1.0}
+SD_TEMPERATURE = 0.1
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,8 @@ class SamplingResult:
     missing: dict[str, str] = field(default_factory=dict)
     samples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     sampling: dict[str, dict[str, Any]] = field(default_factory=dict)
+    clusters: dict[str, list[int]] = field(default_factory=dict)  # "se": semantic entropy's cluster id per sample
+    similarity: dict[str, list[list[float]]] = field(default_factory=dict)  # "se": argmax NLI classes, "sc": W, "sar": S
 
 
 Cutter = Callable[[Sequence[str]], Callable[[list[int]], tuple[list[int], str]]]
@@ -63,17 +71,21 @@ class SamplingScorer:
     text) exactly as the greedy answer is cut. `k` overrides every set's sample count; `seed` is
     the base of every answer row's random stream (see `generation`); `rows_per_call` bounds the
     rows of one `generate` call (the greedy batch size keeps sampling within generation's memory).
+    `nli` / `cross_encoder` load the auxiliary models (called once, when a method first needs them).
     """
 
     def __init__(
         self, model: nn.Module, tokenizer: Any, methods: Sequence[str], *, answer_cutter: Cutter,
         decode_raw: Callable[[list[int]], str], k: int | None = None, seed: int = DEFAULT_SEED,
-        rows_per_call: int = 16, batch_size: int = 8,
+        rows_per_call: int = 16, batch_size: int = 8, nli: Callable[[], NLIModel] | None = None,
+        cross_encoder: Callable[[], CrossEncoder] | None = None,
     ) -> None:
         self.model, self.tokenizer = model, tokenizer
         self.methods = tuple(name for name in methods if name in SCORERS)
         self.answer_cutter, self.decode_raw = answer_cutter, decode_raw
         self.k, self.seed, self.rows_per_call, self.batch_size = k, seed, rows_per_call, batch_size
+        self._auxiliary: dict[str, Any] = {}
+        self._factories: dict[str, Callable[[], Any] | None] = {"nli": nli, "cross_encoder": cross_encoder}
         self.sets: dict[str, SampleSet] = {
             name: sample_set(name, k) for name in registry.sample_sets_of(self.methods)
         }
@@ -101,7 +113,92 @@ class SamplingScorer:
         if "p_true" in self.methods:
             with self._timed("p_true"):
                 self._p_true(questions, results)
+        if set(SE_FAMILY) & set(self.methods):
+            with self._timed("nli:se"):
+                nli_methods.semantic_entropy(questions, drawn["se"], self._model("nli"), results, _record, self.methods)
+        if set(SC_FAMILY) & set(self.methods):
+            with self._timed("nli:sc"):
+                nli_methods.self_consistency_family(questions, drawn["sc"], self._model("nli"), results, _record,
+                                                    self.methods)
+        if set(SAR_FAMILY) & set(self.methods):
+            with self._timed("cross_encoder:sar"):
+                nli_methods.sar_family(questions, drawn["sar"], self._model("cross_encoder"), self._decode_clean,
+                                       results, _record, self.methods)
+        if "sd" in self.methods:
+            self._semantic_density(questions, results, progress)
         return results
+
+    def load_auxiliary(self) -> None:
+        """Load the auxiliary models the methods need now (so that a missing one fails before any generation)."""
+        needs = registry.needs_of(self.methods)
+        for need in ("nli", "cross_encoder"):
+            if need in needs:
+                self._model(need)
+
+    def _model(self, need: str) -> Any:
+        if need not in self._auxiliary:
+            factory = self._factories[need]
+            if factory is None:
+                raise ValueError(f"no {need} model was given for {', '.join(self.methods)}")
+            self._auxiliary[need] = factory()
+        return self._auxiliary[need]
+
+    def _decode_clean(self, ids: list[int]) -> str:
+        """SAR's decode (docs/method.md §3.10): special tokens skipped, tokenisation spaces cleaned up."""
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True, clean_up_tokenization_spaces=True)
+
+    def _semantic_density(
+        self, questions: Sequence[Question], results: list[SamplingResult], progress: Callable[[int], None] | None
+    ) -> None:
+        """S.D. (docs/method.md §3.8): diverse beams per question, rescored at tau = 0.1, NLI distances."""
+        from .diverse_beams import diverse_beams
+
+        eos_ids = self._eos_ids()
+        beams: list[list[Sample]] = []
+        with self._timed("beams:sd"):
+            for question in questions:
+                cut = self.answer_cutter(question.stop_strings)
+                found = diverse_beams(
+                    self.model, question.prompt_ids, max_new_tokens=question.max_new_tokens, eos_token_ids=eos_ids,
+                    pad_token_id=_pad_id(self.tokenizer), **SD_BEAMS,
+                )
+                cuts = [cut(list(beam.token_ids)) for beam in found]
+                beams.append([Sample(text=text, token_ids=ids, token_logprobs=[]) for ids, text in cuts])
+                if progress is not None:
+                    progress(len(found))
+        with self._timed("rescoring:sd"):
+            rescored = self._rescored(questions, beams)
+        for question, question_beams, logprobs, result in zip(questions, beams, rescored, results):
+            for beam, row in zip(question_beams, logprobs):
+                beam.token_logprobs = row
+            result.samples["sd"] = [beam.as_record() for beam in question_beams]
+            result.sampling["sd"] = {**SD_BEAMS, "do_sample": False, "max_new_tokens": question.max_new_tokens,
+                                     "rescoring_temperature": SD_TEMPERATURE}
+        with self._timed("nli:sd"):
+            nli_methods.semantic_density(questions, beams, rescored, self._model("nli"), results, _record)
+
+    def _rescored(self, questions: Sequence[Question], beams: Sequence[Sequence[Sample]]) -> list[list[list[float]]]:
+        """Each beam's text re-tokenised without special tokens (its EOS dropped), scored at tau = 0.1."""
+        prefixes, continuations, owners = [], [], []
+        out: list[list[list[float]]] = [[[] for _ in question_beams] for question_beams in beams]
+        for q, (question, question_beams) in enumerate(zip(questions, beams)):
+            for b, beam in enumerate(question_beams):
+                ids = list(self.tokenizer(beam.text, add_special_tokens=False)["input_ids"])
+                if ids:  # an empty beam keeps no log-prob: its p_k, and the score, are NaN as in the reference
+                    prefixes.append(question.prompt_ids)
+                    continuations.append(ids)
+                    owners.append((q, b))
+        if prefixes:
+            scored = continuation_logprobs(self.model, prefixes, continuations, temperature=SD_TEMPERATURE,
+                                           batch_size=self.batch_size)
+            for (q, b), row in zip(owners, scored):
+                out[q][b] = row
+        return out
+
+    def _eos_ids(self) -> set[int]:
+        from ..hf.response_tokens import end_of_sequence_ids
+
+        return end_of_sequence_ids(self.tokenizer, self.model)
 
     @contextlib.contextmanager
     def _timed(self, stage: str) -> Iterator[None]:

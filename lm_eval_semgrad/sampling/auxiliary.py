@@ -1,0 +1,123 @@
+"""The auxiliary models of the NLI- and cross-encoder-based baselines (docs/method.md §3.0.5, §3.0.6).
+
+- `NLIModel`: any Hugging Face sequence-classification entailment model. Its label order is read
+  from `config.id2label` (contradiction / neutral / entailment, any case and order); a model whose
+  labels cannot be matched is refused, listing the labels it has. `probabilities(pairs)` gives
+  softmax probabilities in the order [contradiction, neutral, entailment] whatever the model's own.
+- `CrossEncoder`: a one-label sequence-classification model; `scores(pairs)` = sigmoid(logit), as
+  sentence-transformers' `CrossEncoder.predict` computes it for one label.
+
+Both load once, in inference mode, on the scored model's device or another; identical pairs are
+scored once, and pairs are batched (`batch_size`). The pair is tokenised as
+`tokenizer(premise, hypothesis, truncation=True)`, padded per batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+NLI_CLASSES = ("contradiction", "neutral", "entailment")
+
+
+def _load(kind: str, option: str, name_or_path: str, device: str | torch.device) -> tuple[Any, Any]:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+        model = AutoModelForSequenceClassification.from_pretrained(name_or_path)
+    except (OSError, ValueError) as error:
+        raise ValueError(
+            f"{option}={name_or_path}: the {kind} model could not be loaded ({error}). Without internet, download it "
+            f"once elsewhere (`huggingface-cli download {name_or_path}`) and pass {option}=/path/to/its/folder, "
+            "or point HF_HOME at a cache that holds it."
+        ) from None
+    return model.to(device).eval(), tokenizer
+
+
+def _unique(pairs: Sequence[tuple[str, str]]) -> tuple[list[tuple[str, str]], list[int]]:
+    """The distinct pairs (first-seen order) and, per input pair, its index among them."""
+    index: dict[tuple[str, str], int] = {}
+    positions = [index.setdefault(pair, len(index)) for pair in pairs]
+    return list(index), positions
+
+
+class _PairClassifier:
+    def __init__(self, model: Any, tokenizer: Any, batch_size: int) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
+
+    @torch.inference_mode()
+    def _logits(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        unique, positions = _unique(pairs)
+        device = next(self.model.parameters()).device
+        rows = []
+        for start in range(0, len(unique), self.batch_size):
+            chunk = unique[start : start + self.batch_size]
+            encoded = self.tokenizer(
+                [premise for premise, _ in chunk], [hypothesis for _, hypothesis in chunk], truncation=True,
+                padding=True, return_tensors="pt",
+            )
+            rows.append(self.model(**{k: v.to(device) for k, v in encoded.items()}).logits.float().cpu().numpy())
+        logits = np.concatenate(rows) if rows else np.zeros((0, self.model.config.num_labels))
+        return logits[positions]
+
+
+class NLIModel(_PairClassifier):
+    """(premise, hypothesis) -> P(contradiction), P(neutral), P(entailment)."""
+
+    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 32) -> None:
+        super().__init__(model, tokenizer, batch_size)
+        labels = {int(i): str(name).lower() for i, name in (getattr(model.config, "id2label", None) or {}).items()}
+        found = {cls: [i for i, name in labels.items() if name.startswith(cls[:7])] for cls in NLI_CLASSES}
+        if any(len(ids) != 1 for ids in found.values()) or len(labels) != 3:
+            raise ValueError(
+                f"the NLI model's labels {sorted(labels.values())} cannot be matched to contradiction, neutral and "
+                "entailment (config.id2label); pass an NLI model whose labels name them."
+            )
+        self.order = [found[cls][0] for cls in NLI_CLASSES]
+
+    @classmethod
+    def load(cls, name_or_path: str, device: str | torch.device, batch_size: int = 32) -> NLIModel:
+        return cls(*_load("NLI", "semgrad_nli", name_or_path, device), batch_size=batch_size)
+
+    def probabilities(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        """(len(pairs), 3) float64 softmax probabilities, columns contradiction, neutral, entailment."""
+        logits = self._logits(pairs)[:, self.order]
+        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float64)
+
+
+class CrossEncoder(_PairClassifier):
+    """(text a, text b) -> similarity in [0, 1]: the sigmoid of a one-label classifier's logit."""
+
+    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 32) -> None:
+        super().__init__(model, tokenizer, batch_size)
+        if int(model.config.num_labels) != 1:
+            raise ValueError(
+                f"the cross-encoder has {model.config.num_labels} labels; semgrad_cross_encoder needs a one-label "
+                "(similarity) sequence-classification model such as cross-encoder/stsb-roberta-large."
+            )
+
+    @classmethod
+    def load(cls, name_or_path: str, device: str | torch.device, batch_size: int = 32) -> CrossEncoder:
+        return cls(*_load("cross-encoder", "semgrad_cross_encoder", name_or_path, device), batch_size=batch_size)
+
+    def scores(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        return (1.0 / (1.0 + np.exp(-self._logits(pairs)[:, 0]))).astype(np.float64)
+
+
+def auxiliary_factories(settings: Any, model: Any) -> dict[str, Any]:
+    """`nli` and `cross_encoder` loaders for a `SamplingScorer`, from the semgrad_* settings (on `semgrad_aux_device`,
+    else the scored model's device)."""
+    from ..scoring.model_access import model_device
+
+    device = settings.aux_device or model_device(model)
+    return {
+        "nli": lambda: NLIModel.load(settings.nli, device, settings.aux_batch_size),
+        "cross_encoder": lambda: CrossEncoder.load(settings.cross_encoder, device, settings.aux_batch_size),
+    }
