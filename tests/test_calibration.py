@@ -161,7 +161,8 @@ def test_positions_deeper_than_a_prompt_are_rejected(model_and_tokenizer):
 def test_tables_have_one_row_per_hidden_state_and_bounded_values(calibration):
     n = calibration.num_layers
     assert n == 4 and calibration.positions == POSITIONS
-    for variant in ("centred", "raw", "retrieval"):
+    assert set(calibration.sps) == {"paper", "centred", "raw", "retrieval"}
+    for variant in ("paper", "centred", "raw", "retrieval"):
         table = torch.tensor(calibration.sps[variant])
         assert table.shape == (n + 1, len(POSITIONS))
         assert bool(table.isfinite().all())
@@ -172,9 +173,19 @@ def test_tables_have_one_row_per_hidden_state_and_bounded_values(calibration):
     assert calibration.n_questions == len(ITEMS) and calibration.paraphrases_per_question == 3
 
 
-def test_choice_is_argmax_of_band_averaged_centred_sps(calibration):
-    scores = calibration.band_sps["centred"]
+@pytest.mark.parametrize("rule", ["paper", "centred"])
+def test_choice_is_argmax_of_band_averaged_sps(model_and_tokenizer, calibration, rule):
+    model, tokenizer = model_and_tokenizer
+    if rule != "paper":
+        calibration = calibrate(model, tokenizer, ITEMS, apply_chat_template=True, positions=POSITIONS, limit=None,
+                                batch_size=4, sps_rule=rule)
+    assert calibration.sps_rule == rule
+    scores = calibration.band_sps[rule]
     chosen = calibration.positions.index(calibration.position)
+    for other in ("paper", "centred"):  # both selectors' positions are recorded, whichever chose
+        band = calibration.band_sps[other]
+        assert band[calibration.positions.index(calibration.position_by_sps[other])] == max(band)
+    assert calibration.position_by_sps[rule] == calibration.position
     assert scores[chosen] == max(scores)
     # nearer the prompt end than the choice: strictly lower (ties go to -1)
     assert all(scores[j] < scores[chosen] for j, p in enumerate(calibration.positions) if p > calibration.position)
@@ -182,6 +193,15 @@ def test_choice_is_argmax_of_band_averaged_centred_sps(calibration):
     width = len(calibration.upper_half_layers)
     assert len(calibration.best_band_layers) == width
     assert calibration.best_band_layers[0] >= 1 and calibration.best_band_layers[-1] <= calibration.num_layers - 1
+    column = [row[chosen] for row in calibration.sps[rule]]  # the best band is the chosen rule's, at its position
+    means = {start: sum(column[start:start + width]) / width for start in range(1, calibration.num_layers - width + 1)}
+    assert calibration.best_band_layers[0] == max(means, key=lambda start: (round(means[start], 9), start))
+
+
+def test_default_rule_is_the_papers(calibration):
+    assert calibration.sps_rule == "paper"
+    with pytest.raises(ValueError, match="sps_rule='median'"):
+        calibrate(None, None, ITEMS, apply_chat_template=True, sps_rule="median")
 
 
 def test_choice_is_deterministic(model_and_tokenizer, model_dir, calibration):
@@ -193,7 +213,7 @@ def test_choice_is_deterministic(model_and_tokenizer, model_dir, calibration):
     # another batch size changes float rounding only
     rebatched = calibrate(model, tokenizer, ITEMS, apply_chat_template=True, positions=POSITIONS, limit=None, batch_size=3)
     assert rebatched.position == calibration.position
-    for variant in ("centred", "raw"):
+    for variant in ("paper", "centred", "raw"):
         assert torch.tensor(rebatched.sps[variant]) == pytest.approx(torch.tensor(calibration.sps[variant]), abs=1e-4)
 
 
@@ -227,6 +247,17 @@ def _brute_force(vectors_q, vectors_p):
                 for i in range(len(q)) for v in p[i]
             ]
             out["retrieval"] = sum(hits) / len(hits)
+    # the paper's Sec. 3.2: all ordered pairs among a question and its paraphrases, raw cosines,
+    # minus the mean cosine over ordered pairs of different original questions
+    within = []
+    for question, group in zip(vectors_q, vectors_p):
+        texts = [question, *group]
+        pairs = [(i, j) for i in range(len(texts)) for j in range(len(texts)) if i != j]
+        assert len(pairs) == len(group) * (len(group) + 1)
+        within.append(sum(cos(texts[i], texts[j]) for i, j in pairs) / len(pairs))
+    n = len(vectors_q)
+    across = sum(cos(vectors_q[a], vectors_q[b]) for a in range(n) for b in range(n) if a != b) / (n * (n - 1))
+    out["paper"] = sum(within) / n - across
     return out
 
 
@@ -241,7 +272,7 @@ def test_sps_matches_brute_force(model_and_tokenizer, calibration, layer, positi
 
     expected = _brute_force([vector(q) for q, _ in ITEMS], [[vector(p) for p in ps] for _, ps in ITEMS])
     column = calibration.positions.index(position)
-    for variant in ("centred", "raw", "retrieval"):
+    for variant in ("paper", "centred", "raw", "retrieval"):
         assert calibration.sps[variant][layer][column] == pytest.approx(expected[variant], abs=2e-4), variant
 
 
@@ -253,7 +284,9 @@ def test_limit_seed_and_features_reuse(model_and_tokenizer, calibration):
     assert reused.sps == calibration.sps and reused.position == calibration.position
     four = calibrate(model, tokenizer, features=features.subset([0, 1, 2, 3]), apply_chat_template=True)
     direct = calibrate(model, tokenizer, ITEMS, apply_chat_template=True, positions=POSITIONS, limit=4, batch_size=4)
-    assert four.sps == direct.sps and four.n_questions == 4
+    assert four.n_questions == 4 and set(four.sps) == set(direct.sps)
+    for variant in four.sps:  # other batches around the same prompts: float32 rounding only
+        assert torch.tensor(four.sps[variant]) == pytest.approx(torch.tensor(direct.sps[variant]), abs=1e-4), variant
     seeded = calibrate(model, tokenizer, ITEMS, apply_chat_template=True, positions=POSITIONS, limit=3, seed=7,
                        paraphrases_per_question=1)
     assert seeded.n_questions == 3 and seeded.paraphrases_per_question == 1
@@ -287,6 +320,18 @@ def test_file_round_trip(calibration, tmp_path, model_dir):
     assert load_calibration(path, model_name=f"someorg/{Path(model_dir).name}") == calibration  # same last component
 
 
+def test_files_from_before_the_papers_sps_read_as_centred(calibration, tmp_path):
+    """Earlier files have no sps_rule: they were chosen by the centred SPS, and say so when read."""
+    old = dataclasses.replace(calibration, sps_rule="centred")
+    data = json.loads(save_calibration(old, tmp_path / "new.json").read_text())
+    for key in ("sps_rule", "position_by_sps"):
+        data.pop(key)
+    data["sps"].pop("paper")
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    loaded = load_calibration(tmp_path / "old.json")
+    assert loaded.sps_rule == "centred" and loaded.position_by_sps == {} and loaded.position == calibration.position
+
+
 def _broken(calibration, tmp_path, edit) -> Path:
     data = json.loads(save_calibration(calibration, tmp_path / "ok.json").read_text())
     edit(data)
@@ -307,6 +352,8 @@ def _broken(calibration, tmp_path, edit) -> Path:
         (lambda d: d.update(format_version=99), "newer than this lm-eval-semgrad reads"),
         (lambda d: d.pop("format"), "not a calibration file"),
         (lambda d: d.update(layers=[2, 9]), "hidden-state indices 0..4"),
+        (lambda d: d.update(sps_rule="median"), "sps_rule 'median' is not one of"),
+        (lambda d: d.update(position_by_sps={"paper": -40}), "position_by_sps"),
         (lambda d: d.update(position=3), "not negative"),
     ],
 )
@@ -386,12 +433,30 @@ def test_cli_end_to_end(model_dir, tmp_path, capsys):
     ])
     assert code == 0
     printed = capsys.readouterr()
-    assert "centred (upper half)" in printed.out and "choice: position" in printed.out
+    assert "centred (upper half)" in printed.out and "paper (upper half)" in printed.out
+    assert "choice (paper SPS): position" in printed.out and "best position by SPS: paper" in printed.out
     assert "ignoring model args" in printed.err and "semgrad_position" in printed.err
     cal = load_calibration(out, model_name=str(model_dir))
     assert cal.n_questions == 5 and cal.paraphrases_per_question == 2 and cal.positions == POSITIONS
     assert cal.apply_chat_template and cal.data_source == str(data.resolve())
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_sps_option_chooses_and_is_recorded(model_dir, tmp_path, capsys):
+    data = write_jsonl(tmp_path / "para.jsonl", [{"query": q, "paraphrases": ps} for q, ps in ITEMS])
+    files = {}
+    for rule in ("centred", "paper"):
+        files[rule] = tmp_path / f"{rule}.json"
+        assert _run_cli(["--model_args", f"pretrained={model_dir}", "--apply_chat_template", "--paraphrases", str(data),
+                         "--positions", "-6..-1", "--sps", rule, "--output_path", str(files[rule])]) == 0
+        assert f"choice ({rule} SPS)" in capsys.readouterr().out
+    centred, paper = (load_calibration(files[rule]) for rule in ("centred", "paper"))
+    assert (centred.sps_rule, paper.sps_rule) == ("centred", "paper")
+    assert centred.position == centred.position_by_sps["centred"] and paper.position == paper.position_by_sps["paper"]
+    assert centred.position_by_sps == paper.position_by_sps and centred.sps == paper.sps
+    with pytest.raises(SystemExit):
+        _run_cli(["--model_args", f"pretrained={model_dir}", "--sps", "median", "--output_path", str(tmp_path / "x.json")])
+    assert "invalid choice: 'median'" in capsys.readouterr().err
 
 
 def test_cli_reports_bad_input(model_dir, tmp_path, capsys):

@@ -17,6 +17,7 @@ from .measurement import DEFAULT_POSITIONS, SPSFeatures, measure_features
 from .paraphrases import ParaphraseItem, read_paraphrases
 from .prompts import DEFAULT_PROMPT_TEMPLATE, encode_prompt
 from .record import FORMAT_VERSION, Calibration
+from .sps import SPS_RULES
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -25,6 +26,7 @@ __all__ = [
     "DEFAULT_PROMPT_TEMPLATE",
     "FORMAT_VERSION",
     "LAYER_RULES",
+    "SPS_RULES",
     "Calibration",
     "SPSFeatures",
     "ParaphraseItem",

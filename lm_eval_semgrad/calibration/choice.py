@@ -1,13 +1,15 @@
 """`calibrate()`: measure the SPS of a model and choose its semantic position and layers.
 
-The choice rule (see sps.py for the scores):
+The choice rule (see sps.py for the scores; `sps_rule` names the SPS that chooses: "paper", the
+paper's formula and the default, or "centred"):
 
-1. position: for every position t, average the centred SPS over the reference semantic band (the
-   upper half, `upper_half_layers(N)`: h^(N-floor(N/2)) .. h^(N-1)); take the position with the
-   highest average; ties (within 1e-9) go to the position nearest the prompt end (-1 first).
+1. position: for every position t, average the SPS over the reference semantic band (the upper
+   half, `upper_half_layers(N)`: h^(N-floor(N/2)) .. h^(N-1)); take the position with the highest
+   average; ties (within 1e-9) go to the position nearest the prompt end (-1 first). The position
+   each selector would choose is recorded (`position_by_sps`), whichever chose.
 2. layers: with `layer_rule="upper_half"` (the default) the reference band itself. The alternative,
    recorded in every file as `best_band_layers`, is the contiguous band of the same width inside
-   h^(1)..h^(N-1) with the highest centred SPS at the chosen position (`layer_rule="best_band"`).
+   h^(1)..h^(N-1) with the highest SPS at the chosen position (`layer_rule="best_band"`).
    The upper half stays the default because it is the band the paper's results were obtained
    with; the SPS layer profile is recorded so the alternative can be checked (bench/calibration).
 """
@@ -23,7 +25,7 @@ from .measurement import DEFAULT_POSITIONS, SPSFeatures, measure_features
 from .paraphrases import DEFAULT_PARAPHRASES, as_items, read_paraphrases, select
 from .prompts import DEFAULT_PROMPT_TEMPLATE, chat_template_sha256, encode_prompt, prompt_text, render_prompt
 from .record import EXAMPLE_QUESTION, LAYER_RULES, Calibration
-from .sps import VARIANTS, band_average, best_contiguous_band, choose_position
+from .sps import SPS_RULES, VARIANTS, band_average, best_contiguous_band, choose_position
 
 DEFAULT_LIMIT = 64
 DEFAULT_PARAPHRASES_PER_QUESTION = 6
@@ -43,6 +45,7 @@ def calibrate(
     prompt_template: str = DEFAULT_PROMPT_TEMPLATE,
     add_bos_token: bool | None = None,
     layer_rule: str = "upper_half",
+    sps_rule: str = "paper",
     model_name: str | None = None,
     model_revision: str | None = None,
     gguf_file: str | None = None,
@@ -60,10 +63,12 @@ def calibrate(
     harness does (`prompt_template`, the chat template when `apply_chat_template`, HFLM's special
     tokens; `add_bos_token` as the model arg of that name). One no-grad forward pass per text.
     `features` (from `measure_features`, made with the same prompt settings) skips the measurement;
-    the data arguments are then ignored.
+    the data arguments are then ignored. `sps_rule`: the SPS that chooses ("paper" or "centred").
     """
     if layer_rule not in LAYER_RULES:
         raise ValueError(f"layer_rule={layer_rule!r}: choose one of {', '.join(LAYER_RULES)}")
+    if sps_rule not in SPS_RULES:
+        raise ValueError(f"sps_rule={sps_rule!r}: choose one of {', '.join(SPS_RULES)}")
     prompt = dict(apply_chat_template=bool(apply_chat_template), prompt_template=prompt_template,
                   add_bos_token=add_bos_token)
     if features is None:
@@ -78,7 +83,7 @@ def calibrate(
         if measured != prompt:
             raise ValueError(f"features were measured with prompt settings {measured}, not {prompt}")
         data_source = data_source or "features"
-    choice = choose(features)
+    choice = choose(features, sps_rule)
     return _record(
         model, tokenizer, features, choice, layer_rule=layer_rule, model_name=model_name or _model_name(model),
         model_revision=model_revision, gguf_file=gguf_file, data_source=str(data_source),
@@ -99,14 +104,16 @@ class Choice:
 
     sps: dict[str, list[list[float]]]
     band_sps: dict[str, list[float]]
+    sps_rule: str
     position: int
+    position_by_sps: dict[str, int]
     upper_half: list[int]
     best_band: list[int]
     best_band_sps: dict[str, list[float]]
 
 
-def choose(features: SPSFeatures) -> Choice:
-    """The position by centred SPS over the upper half, and the best contiguous band at that position."""
+def choose(features: SPSFeatures, sps_rule: str = "paper") -> Choice:
+    """The position by `sps_rule`'s SPS over the upper half, and the best contiguous band at that position."""
     from ..scoring.model_access import upper_half_layers
     from .sps import sps_tables
 
@@ -115,11 +122,12 @@ def choose(features: SPSFeatures) -> Choice:
     sps = {name: [[_round(v) for v in row] for row in tables[name].tolist()] for name in VARIANTS}
     upper = upper_half_layers(num_layers)
     band_sps = {name: [_round(v) for v in band_average(sps[name], upper)] for name in VARIANTS}
-    position = choose_position(band_sps["centred"], positions)
-    column = [row[positions.index(position)] for row in sps["centred"]]
+    position_by_sps = {name: choose_position(band_sps[name], positions) for name in SPS_RULES}
+    position = position_by_sps[sps_rule]
+    column = [row[positions.index(position)] for row in sps[sps_rule]]
     best_band = best_contiguous_band(column, num_layers, width=len(upper))
     best_band_sps = {name: [_round(v) for v in band_average(sps[name], best_band)] for name in VARIANTS}
-    return Choice(sps, band_sps, position, list(upper), list(best_band), best_band_sps)
+    return Choice(sps, band_sps, sps_rule, position, position_by_sps, list(upper), list(best_band), best_band_sps)
 
 
 def _record(
@@ -161,6 +169,8 @@ def _record(
             str(t) for t in tokenizer.convert_ids_to_tokens([example_ids[p] for p in positions if -p <= len(example_ids)])
         ],
         position=choice.position,
+        sps_rule=choice.sps_rule,
+        position_by_sps=dict(choice.position_by_sps),
         layers=list(choice.upper_half if layer_rule == "upper_half" else choice.best_band),
         layers_rule=layer_rule,
         upper_half_layers=choice.upper_half,

@@ -2,7 +2,8 @@
 
     lm-eval-semgrad calibrate --model_args pretrained=PATH[,dtype=...,gguf_file=...,revision=...] \\
         [--apply_chat_template] [--paraphrases FILE.jsonl] [--limit 64] [--paraphrases_per_question 6] \\
-        [--positions -8..-1] [--batch_size 16] [--device cpu|cuda] --output_path calib.json [--plot sps.png]
+        [--positions -8..-1] [--sps paper|centred] [--batch_size 16] [--device cpu|cuda] \\
+        --output_path calib.json [--plot sps.png]
 
 Then evaluate with `lm_eval --model semgrad-hf --model_args pretrained=PATH,semgrad_calibration=calib.json`
 (and the same --apply_chat_template setting as here: the calibration is made for one prompt format).
@@ -22,6 +23,7 @@ from .choice import DEFAULT_LIMIT, DEFAULT_PARAPHRASES_PER_QUESTION, LAYER_RULES
 from .file_format import save_calibration
 from .prompts import DEFAULT_PROMPT_TEMPLATE
 from .record import Calibration
+from .sps import SPS_RULES, VARIANTS
 
 #: model args passed to from_pretrained; HFLM-only args (batch sizes, parallelism, ...) are ignored.
 MODEL_KEYS = (
@@ -52,6 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _accept_negative_position_values(parser)
     parser.add_argument("--prompt_template", default=DEFAULT_PROMPT_TEMPLATE,
                         help="user text with a {question} placeholder (default: the semgrad_* tasks' prompt)")
+    parser.add_argument("--sps", choices=SPS_RULES, default="paper",
+                        help="the SPS that chooses the position: the paper's formula (default) or the centred variant; "
+                             "both are measured and recorded")
     parser.add_argument("--layer_rule", choices=LAYER_RULES, default="upper_half",
                         help="layers written as the choice: the reference upper half (default) or the best SPS band")
     parser.add_argument("--batch_size", type=int, default=16, help="prompts per forward pass (default 16)")
@@ -130,13 +135,15 @@ def format_table(cal: Calibration) -> str:
         lines.append(f"{'token (example prompt)':<24}" + "".join(f"{t[:width - 1]!s:>{width}}" for t in cal.position_tokens))
     lines.insert(0, header)
     for band_name, rows in (("upper half", cal.band_sps), ("best band", cal.best_band_sps)):
-        for variant in ("centred", "raw", "retrieval"):
+        for variant in (v for v in VARIANTS if v in rows):
             label = f"{variant} ({band_name})"
             lines.append(f"{label:<24}" + "".join(f"{v:>{width}.3f}" for v in rows[variant]))
         if cal.best_band_layers == cal.upper_half_layers:
             break
+    if cal.position_by_sps:
+        lines.append("best position by SPS: " + ", ".join(f"{rule} {pos}" for rule, pos in cal.position_by_sps.items()))
     lines.append(
-        f"choice: position {cal.position}, layers {cal.layers[0]}..{cal.layers[-1]} ({cal.layers_rule}; "
+        f"choice ({cal.sps_rule} SPS): position {cal.position}, layers {cal.layers[0]}..{cal.layers[-1]} ({cal.layers_rule}; "
         f"upper half {cal.upper_half_layers[0]}..{cal.upper_half_layers[-1]}, "
         f"best band at {cal.position}: {cal.best_band_layers[0]}..{cal.best_band_layers[-1]}); "
         f"{cal.n_questions} questions x {cal.paraphrases_per_question} paraphrases"
@@ -176,6 +183,7 @@ def run(args: argparse.Namespace) -> int:
         prompt_template=args.prompt_template,
         add_bos_token=source.add_bos_token,
         layer_rule=args.layer_rule,
+        sps_rule=args.sps,
         model_name=model_args["pretrained"],
         model_revision=model_args.get("revision"),
         gguf_file=model_args.get("gguf_file"),

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .record import FORMAT_VERSION, LAYER_RULES, Calibration
+from .sps import SPS_RULES
 
 FORMAT_NAME = "lm-eval-semgrad-calibration"
 
@@ -43,6 +44,8 @@ _SCHEMA: dict[str, tuple[str, bool]] = {  # field -> (type, required)
     "example_prompt": (_STR, False),
     "position_tokens": (_STR_LIST, False),
     "data_source": (_STR, False),
+    "sps_rule": (_STR, False),
+    "position_by_sps": (_DICT, False),
     "metadata": (_DICT, False),
     "format_version": (_INT, True),
 }
@@ -178,6 +181,13 @@ def _check_consistency(cal: Calibration, path: Path) -> None:
         problems.append(f"layers {cal.layers} must be a non-empty list of hidden-state indices 0..{cal.num_layers}")
     if cal.layers_rule not in LAYER_RULES:
         problems.append(f"layers_rule {cal.layers_rule!r} is not one of {LAYER_RULES}")
+    if cal.sps_rule not in SPS_RULES:
+        problems.append(f"sps_rule {cal.sps_rule!r} is not one of {SPS_RULES}")
+    elif cal.sps_rule not in cal.sps:
+        problems.append(f"sps_rule {cal.sps_rule!r} has no table in sps")
+    bad_choices = {k: v for k, v in cal.position_by_sps.items() if k not in SPS_RULES or not _is_int(v) or v not in cal.positions}
+    if bad_choices:
+        problems.append(f"position_by_sps {bad_choices} must map {', '.join(SPS_RULES)} to measured positions")
     for name, table in cal.sps.items():
         if len(table) != cal.num_layers + 1 or any(len(row) != len(cal.positions) for row in table):
             problems.append(f"sps[{name!r}] is not a {cal.num_layers + 1} x {len(cal.positions)} table")

@@ -20,7 +20,9 @@ class Calibration:
 
     Tables: `sps[variant][i][j]` is the score at hidden-state index `i` (0..N) and position
     `positions[j]`; `band_sps[variant][j]` is its mean over `upper_half_layers`, `best_band_sps`
-    the same over `best_band_layers`.
+    the same over `best_band_layers`. `sps_rule` is the variant that chose `position` (files from
+    before the paper's SPS was offered were chosen by "centred"); `position_by_sps` the position
+    each selector would choose.
     """
 
     model_name: str
@@ -47,12 +49,14 @@ class Calibration:
     example_prompt: str = ""
     position_tokens: list[str] = field(default_factory=list)
     data_source: str = ""
+    sps_rule: str = "centred"
+    position_by_sps: dict[str, int] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
-    def band_table(self, variant: str = "centred", layers: Sequence[int] | None = None) -> list[float]:
-        """Per position, `variant` averaged over `layers` (default: the applied `layers`)."""
-        return band_average(self.sps[variant], self.layers if layers is None else layers)
+    def band_table(self, variant: str | None = None, layers: Sequence[int] | None = None) -> list[float]:
+        """Per position, `variant` (default: the one that chose) averaged over `layers` (default: the applied `layers`)."""
+        return band_average(self.sps[variant or self.sps_rule], self.layers if layers is None else layers)
 
     @property
     def prompt_suffix(self) -> str:

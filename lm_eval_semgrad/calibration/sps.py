@@ -3,17 +3,22 @@
 For one hidden-state index i and one prompt position t, with h_q the representation of question q
 and h_{q,k} that of its k-th paraphrase (the same eval prompt around a different wording):
 
-- `centred` (the score the choice uses): subtract the mean representation mu(i, t) over every
-  encoded text (all questions and all their paraphrases) from each vector, then
+- `paper` (the paper's Sec. 3.2 formula, docs/method.md §2.2): raw cosines; S_within is, per
+  question, the mean cosine over all K_q (K_q + 1) ordered pairs of distinct texts among the
+  question and its K_q paraphrases, averaged over questions; S_across is the mean cosine over the
+  Q (Q - 1) ordered pairs of different original questions; SPS = S_within - S_across.
+- `centred`: subtract the mean representation mu(i, t) over every encoded text (all questions and
+  all their paraphrases) from each vector, then
   SPS = mean_q [ mean_k cos(h_q, h_{q,k}) - mean_{r != q} cos(h_q, h_r) ].
   Centring removes the component every prompt shares (at chat-template positions different
   questions have raw cosine 0.99+), so the score measures what distinguishes questions.
-- `raw`: the same formula on the uncentred vectors.
+- `raw`: the centred formula on the uncentred vectors.
 - `retrieval`: paraphrase-retrieval accuracy: the share of paraphrases h_{q,k} whose nearest
   question (centred cosine, among all questions) is their own question q (strictly nearer than
   every other question: ties count as misses, so identical vectors score 0, not 1/Q).
 
-`centred` and `raw` lie in [-2, 2], `retrieval` in [0, 1].
+`paper`, `centred` and `raw` lie in [-2, 2], `retrieval` in [0, 1]. `paper` and `centred` can choose
+the position (`SPS_RULES`).
 """
 
 from __future__ import annotations
@@ -23,10 +28,12 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-VARIANTS = ("centred", "raw", "retrieval")
+VARIANTS = ("paper", "centred", "raw", "retrieval")
+SPS_RULES = ("paper", "centred")
 TIE_TOLERANCE = 1e-9
 
 __all__ = [
+    "SPS_RULES",
     "TIE_TOLERANCE",
     "VARIANTS",
     "band_average",
@@ -73,6 +80,8 @@ def sps_tables(
             gram = torch.einsum("qpd,rpd->pqr", qn, qn)  # [P, Q, Q]
             other = gram.masked_fill(eye, 0.0).sum(-1) / (num_q - 1)  # [P, Q]
             tables[name][layer] = (same - other.T).mean(0)
+            if name == "raw":
+                tables["paper"][layer] = _paper_within(qn, pn, mask) - other.mean(1)
             if name == "centred":
                 for pos in range(num_pos):
                     sims = torch.einsum("qkd,rd->qkr", pn[:, :, pos], qn[:, pos])  # [Q, K, Q]
@@ -81,6 +90,18 @@ def sps_tables(
                     hits = (own_sims > rivals) & mask  # strictly nearer than every other question
                     tables["retrieval"][layer, pos] = hits.sum() / mask.sum()
     return tables
+
+
+def _paper_within(questions: torch.Tensor, paraphrases: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per position: mean over questions of the mean cosine over the ordered pairs of distinct texts
+    among a question and its paraphrases. questions [Q, P, d] and paraphrases [Q, K, P, d] are unit
+    vectors (masked-out paraphrases are zero and drop out of the sums; `mask` [Q, K] counts them)."""
+    texts = torch.cat([questions[:, None], paraphrases], dim=1)  # [Q, 1 + K, P, d]
+    gram = torch.einsum("qipd,qjpd->qpij", texts, texts)
+    distinct = ~torch.eye(texts.shape[1], dtype=torch.bool)
+    pair_sums = (gram * distinct).sum((-2, -1))  # [Q, P]: all ordered pairs i != j
+    n_texts = 1 + mask.sum(1).to(torch.float64)  # [Q]
+    return (pair_sums / (n_texts * (n_texts - 1))[:, None]).mean(0)
 
 
 def band_average(table: Sequence[Sequence[float]] | torch.Tensor, layers: Sequence[int]) -> list[float]:
