@@ -45,22 +45,32 @@ def _explicit(doc: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def _reference_row(doc: dict[str, Any]) -> dict[str, Any] | None:
+    """The SemGrad reference repository's files (its data/datasets/<task>/*.jsonl, every task):
+    {"query": ..., "truthful answer": [...]}."""
+    if "query" in doc and "truthful answer" in doc:
+        return {"question": str(doc["query"]).strip(), "references": _unique(_as_list(doc["truthful answer"]))}
+    return None
+
+
 def _sciq(doc: dict[str, Any]) -> dict[str, Any]:
-    # the paper's file: {"query": ..., "truthful answer": [...]}
-    return _explicit(doc) or {"question": str(doc["query"]).strip(), "references": _unique(_as_list(doc["truthful answer"]))}
+    explicit = _explicit(doc) or _reference_row(doc)
+    if explicit is None:
+        raise KeyError("query")
+    return explicit
 
 
 def _truthfulqa(doc: dict[str, Any]) -> dict[str, Any]:
     # truthful_qa "generation": best_answer first, then correct_answers (incorrect_answers unused)
-    return _explicit(doc) or {
+    return _explicit(doc) or _reference_row(doc) or {
         "question": str(doc["question"]).strip(),
         "references": _unique([doc.get("best_answer"), *_as_list(doc.get("correct_answers"))]),
     }
 
 
 def _triviaqa(doc: dict[str, Any]) -> dict[str, Any]:
-    # trivia_qa rc.nocontext: answer.value, answer.aliases, answer.normalized_aliases
-    explicit = _explicit(doc)
+    # trivia_qa unfiltered.nocontext (and rc.nocontext): answer.value, answer.aliases, answer.normalized_aliases
+    explicit = _explicit(doc) or _reference_row(doc)
     if explicit:
         return explicit
     answer = doc["answer"]
@@ -76,11 +86,13 @@ def _triviaqa(doc: dict[str, Any]) -> dict[str, Any]:
 
 def _nq_open(doc: dict[str, Any]) -> dict[str, Any]:
     # nq_open: "answer" is a list of strings
-    return _explicit(doc) or {"question": str(doc["question"]).strip(), "references": _unique(_as_list(doc["answer"]))}
+    return _explicit(doc) or _reference_row(doc) or {
+        "question": str(doc["question"]).strip(), "references": _unique(_as_list(doc["answer"]))
+    }
 
 
 _EXPECTED_COLUMNS = {
-    "semgrad_sciq": "'query' and 'truthful answer' (list)",
+    "semgrad_sciq": "",  # its hub form is not read: the shipped file is the paper's own
     "semgrad_truthfulqa": "truthful_qa's 'question', 'best_answer' and 'correct_answers' (list)",
     "semgrad_triviaqa": "trivia_qa's 'question' and 'answer' ({'value', 'aliases', 'normalized_aliases'})",
     "semgrad_nq_open": "nq_open's 'question' and 'answer' (list)",
@@ -93,8 +105,9 @@ def _process(dataset, extract, task: str):
             processed = extract(doc)
         except (KeyError, TypeError, AttributeError) as error:
             raise ValueError(
-                f"{task}: a document does not have the expected columns: {_EXPECTED_COLUMNS[task]}, or 'question' "
-                f"and 'references' (list); it has {sorted(doc)} ({error!r})"
+                f"{task}: a document does not have the expected columns: {_EXPECTED_COLUMNS[task] or ''}"
+                f"{', ' if _EXPECTED_COLUMNS[task] else ''}the reference repository's 'query' and 'truthful answer' "
+                f"(list), or 'question' and 'references' (list); it has {sorted(doc)} ({error!r})"
             ) from error
         if not processed["references"]:
             raise ValueError(f"{task}: the document {processed['question']!r} has no reference answer")
