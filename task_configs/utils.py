@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from lm_eval_semgrad.correctness import score_answer
-from lm_eval_semgrad.data import EQUIVALENCE_COLUMN, load_task_dataset
+from lm_eval_semgrad.data import BEM_COLUMN, EQUIVALENCE_COLUMN, load_task_dataset
 
 
 def load_docs(**kwargs: Any):
@@ -133,6 +133,10 @@ def process_nq_open(dataset):
 
 
 def process_results(doc: dict[str, Any], results: list[str]) -> dict[str, float]:
-    """Per-sample contains, exact_match, f1 (+ equivalence, equivalence_score with an equivalence model)."""
+    """Per-sample contains, exact_match, f1 (+ equivalence, equivalence_score with an equivalence model;
+    + bem, bem_score with a BEM model)."""
     answer = results[0] if results else ""
-    return score_answer(answer, doc["references"], equivalence_model=doc.get(EQUIVALENCE_COLUMN) or None)
+    return score_answer(
+        answer, doc["references"], equivalence_model=doc.get(EQUIVALENCE_COLUMN) or None,
+        bem_model=doc.get(BEM_COLUMN) or None, question=doc["question"],
+    )

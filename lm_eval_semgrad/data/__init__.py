@@ -11,14 +11,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .loading import EQUIVALENCE_COLUMN, EQUIVALENCE_MODEL_KEY, data_files_key, load_task_dataset, read_records
+from .loading import (
+    BEM_COLUMN,
+    BEM_MODEL_KEY,
+    EQUIVALENCE_COLUMN,
+    EQUIVALENCE_MODEL_KEY,
+    MODEL_OF_METRIC,
+    data_files_key,
+    load_task_dataset,
+    read_records,
+)
 
 DATA_DIR = Path(__file__).resolve().parent
 
 __all__ = [
+    "BEM_COLUMN",
+    "BEM_MODEL_KEY",
     "DATA_DIR",
     "EQUIVALENCE_COLUMN",
     "EQUIVALENCE_MODEL_KEY",
+    "MODEL_OF_METRIC",
     "data_files_key",
     "data_path",
     "load_task_dataset",

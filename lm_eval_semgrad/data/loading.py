@@ -20,7 +20,8 @@ and this loader reads, in this order of precedence:
 When the metadata names an `equivalence_model` (a sentence-embedding model folder), the model is
 loaded once here, so that a wrong path fails before generation starts, and its absolute path is
 stored in every document's `semgrad_equivalence_model` field: `process_results` only sees the
-document, and this is how it learns which model to use.
+document, and this is how it learns which model to use. A `bem_model` (a BEM-style classifier,
+`lm_eval_semgrad.correctness.bem`) is handled the same way, in `semgrad_bem_model`.
 """
 
 from __future__ import annotations
@@ -33,7 +34,14 @@ from typing import Any
 DATA_DIR = Path(__file__).resolve().parent
 EQUIVALENCE_MODEL_KEY = "equivalence_model"
 EQUIVALENCE_COLUMN = "semgrad_equivalence_model"
+BEM_MODEL_KEY = "bem_model"
+BEM_COLUMN = "semgrad_bem_model"
 DATA_FILES_SUFFIX = "_data_files"
+#: the per-sample metrics that exist only when the run's metadata names a scoring model
+MODEL_OF_METRIC = {
+    "equivalence": EQUIVALENCE_MODEL_KEY, "equivalence_score": EQUIVALENCE_MODEL_KEY,
+    "bem": BEM_MODEL_KEY, "bem_score": BEM_MODEL_KEY,
+}
 
 
 def data_files_key(task: str) -> str:
@@ -122,14 +130,21 @@ def load_task_dataset(semgrad_source: Mapping[str, Any] | None = None, **metadat
     else:
         raise ValueError(f"{task}: semgrad_source needs 'packaged' (a file in lm_eval_semgrad/data) or 'path' (a hub dataset)")
 
-    model = metadata.get(EQUIVALENCE_MODEL_KEY)
-    if model:
-        from lm_eval_semgrad.correctness import load_embedder
+    from lm_eval_semgrad.correctness import load_bem, load_embedder
 
-        path = Path(str(model)).expanduser()
-        model = str(path.resolve()) if path.exists() else str(model)
-        load_embedder(model)  # fail now, not after generation; cached for process_results
-        if EQUIVALENCE_COLUMN in dataset.column_names:
-            dataset = dataset.remove_columns(EQUIVALENCE_COLUMN)
-        dataset = dataset.add_column(EQUIVALENCE_COLUMN, [model] * len(dataset))
+    for key, column, load in ((EQUIVALENCE_MODEL_KEY, EQUIVALENCE_COLUMN, load_embedder), (BEM_MODEL_KEY, BEM_COLUMN, load_bem)):
+        dataset = _with_model_column(dataset, metadata.get(key), column, load)
     return datasets.DatasetDict({split: dataset})
+
+
+def _with_model_column(dataset: Any, model: Any, column: str, load: Any) -> Any:
+    """Load the scoring model now (a wrong path fails before generation; cached for process_results)
+    and name it in every document's `column`."""
+    if not model:
+        return dataset
+    path = Path(str(model)).expanduser()
+    model = str(path.resolve()) if path.exists() else str(model)
+    load(model)
+    if column in dataset.column_names:
+        dataset = dataset.remove_columns(column)
+    return dataset.add_column(column, [model] * len(dataset))

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ..data import MODEL_OF_METRIC
 from ..hf.options import SemGradSettings
 from ..metrics import HIGHER_IS_BETTER, METRICS
 from ..sample_log import correctness_labeller, primary_metric
@@ -32,6 +33,12 @@ def attach_uncertainty_metrics(task: Any, settings: SemGradSettings) -> None:
         raise ValueError(
             f"semgrad_correctness={settings.correctness_metric}: task {task_name!r} has no such metric; its "
             f"metrics are {', '.join(map(str, listed))}. Pass one of them (METRIC[:THRESHOLD])."
+        )
+    model_key = MODEL_OF_METRIC.get(str(settings.correctness_metric)) if str(settings.correctness_metric) in listed else None
+    if model_key and not (getattr(task.config, "metadata", None) or {}).get(model_key):
+        raise ValueError(
+            f"semgrad_correctness={settings.correctness_metric}: task {task_name!r} computes this metric only with a "
+            f"scoring model, and the run names none; pass --metadata '{{\"{model_key}\": \"/path/to/model\"}}'."
         )
     label = correctness_labeller(
         task_name, settings.correctness_metric or primary_metric(getattr(task.config, "metric_list", None)),
