@@ -14,6 +14,7 @@ from collections.abc import Sequence
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "calibrate": ("lm_eval_semgrad.calibration.cli", "Choose the semantic position and layers of a model by Semantic Preservation Score"),
     "report": ("lm_eval_semgrad.report.cli", "Leaderboard tables and plots of uncertainty quality from lm-eval output folders"),
+    "reproduce": ("lm_eval_semgrad.reproduce.cli", "Run the paper's models x data sets x methods grid and lay it out as its Tables 1 and 5"),
     "rescore": ("lm_eval_semgrad.rescore.cli", "Score saved generations (lm-eval sample logs from any backend, or plain JSONL) without generating again"),
     "sweep": ("lm_eval_semgrad.sweep", "Run a resumable models x tasks grid of semgrad-hf evaluations, then report"),
 }
