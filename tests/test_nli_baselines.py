@@ -1,5 +1,5 @@
 """The NLI- and cross-encoder-based baselines end to end on tiny random models (real label maps), against
-independent computations written here from docs/method.md §3.4, §3.5, §3.7 and §3.10.
+independent computations written here from docs/method.md §3.4, §3.5, §3.7, §3.8 and §3.10.
 
 Random weights make these scores meaningless as uncertainty; they check the plumbing: which texts are
 paired in which direction, the label order, the matrices, and that each formula gets what the reference gives it.
@@ -18,6 +18,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Llam
 
 from lm_eval_semgrad.hf.response_tokens import answer_cutter
 from lm_eval_semgrad.sampling.auxiliary import CrossEncoder, NLIModel
+from lm_eval_semgrad.sampling.diverse_beams import diverse_beams
 from lm_eval_semgrad.sampling.scorer import Question, SamplingScorer
 
 
@@ -84,27 +85,35 @@ def test_a_missing_default_model_says_how_to_pass_a_local_path():
 # --------------------------------------------------------------------------- the methods, end to end
 
 
-@pytest.fixture(scope="module")
-def scored(models):
-    nli_dir, ce_dir = models
+def tiny_lm_and_questions():
     tokenizer = build_chat_tokenizer()
     torch.manual_seed(0)
     lm = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                                       num_attention_heads=4, num_key_value_heads=2, initializer_range=0.3)).eval()
     lm.generation_config.eos_token_id = tokenizer.eos_token_id
-    methods = ["se", "discrete_se", "self_con", "deg", "eigv", "ecc", "sar", "token_sar", "sentence_sar"]
-    scorer = SamplingScorer(
-        lm, tokenizer, methods, answer_cutter=answer_cutter(tokenizer, {tokenizer.eos_token_id}),
-        decode_raw=lambda ids: tokenizer.decode(ids, skip_special_tokens=False), k=4, seed=11,
-        nli=lambda: NLIModel.load(str(nli_dir), "cpu", batch_size=7),
-        cross_encoder=lambda: CrossEncoder.load(str(ce_dir), "cpu", batch_size=5),
-    )
     questions = []
     for text in ("what is water made of ?", "which organ pumps blood ?"):
         prompt = tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True)
         prompt = list(prompt["input_ids"]) if hasattr(prompt, "keys") else list(prompt)
         questions.append(Question(prompt, text, " water", 6, (tokenizer.eos_token,)))
-    return tokenizer, questions, scorer.score(questions), nli_dir, ce_dir
+    return tokenizer, lm, questions
+
+
+def scorer_of(lm, tokenizer, methods, nli_dir, ce_dir):
+    return SamplingScorer(
+        lm, tokenizer, methods, answer_cutter=answer_cutter(tokenizer, {tokenizer.eos_token_id}),
+        decode_raw=lambda ids: tokenizer.decode(ids, skip_special_tokens=False), k=4, seed=11,
+        nli=lambda: NLIModel.load(str(nli_dir), "cpu", batch_size=7),
+        cross_encoder=lambda: CrossEncoder.load(str(ce_dir), "cpu", batch_size=5),
+    )
+
+
+@pytest.fixture(scope="module")
+def scored(models):
+    nli_dir, ce_dir = models
+    tokenizer, lm, questions = tiny_lm_and_questions()
+    methods = ["se", "discrete_se", "self_con", "deg", "eigv", "ecc", "sar", "token_sar", "sentence_sar"]
+    return tokenizer, questions, scorer_of(lm, tokenizer, methods, nli_dir, ce_dir).score(questions), nli_dir, ce_dir
 
 
 def nli_rows(folder, pairs):
@@ -207,3 +216,38 @@ def test_sar_with_token_removal_relevance_and_sentence_similarity(scored):
         assert result.scores["sar"] == pytest.approx(cal(taus), rel=1e-6)
         assert result.scores["sentence_sar"] == pytest.approx(cal(sequence), rel=1e-6)
         assert np.allclose(result.similarity["sar"], big_s, atol=1e-6)
+
+
+def test_semantic_density_from_the_diverse_beams(models):
+    nli_dir, ce_dir = models
+    tokenizer, lm, questions = tiny_lm_and_questions()
+    results = scorer_of(lm, tokenizer, ["sd"], nli_dir, ce_dir).score(questions)
+    checked = 0
+    for question, result in zip(questions, results):
+        beams = diverse_beams(lm, question.prompt_ids, max_new_tokens=question.max_new_tokens,
+                              eos_token_ids=[tokenizer.eos_token_id], pad_token_id=tokenizer.pad_token_id)
+        texts = [tokenizer.decode(list(beam.token_ids), skip_special_tokens=True) for beam in beams]
+        assert [s["text"] for s in result.samples["sd"]] == texts
+        greedy = f"{question.question.strip()} {question.answer.strip()}"
+        numerator = denominator = 0.0
+        for k, text in enumerate(texts):
+            if text in texts[:k]:  # unique texts, the first occurrence kept
+                continue
+            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+            with torch.no_grad():
+                logits = lm(torch.tensor([question.prompt_ids + ids])).logits[0].double()
+            first = len(question.prompt_ids)
+            lp = [torch.log_softmax(logits[first - 1 + t] / 0.1, -1)[token].item() for t, token in enumerate(ids)]
+            p = math.exp(np.mean(lp)) if lp else math.nan
+            beam_text = f"{question.question.strip()} {text.strip()}"
+            (c1, n1, _), (c2, n2, _) = nli_rows(nli_dir, [(greedy, beam_text), (beam_text, greedy)])
+            d = ((c1 + 0.5 * n1) + (c2 + 0.5 * n2)) / 2
+            numerator += (1 - d) * p
+            denominator += p
+        expected = 1 - numerator / denominator
+        if math.isnan(expected):
+            assert "sd" in result.missing
+        else:
+            assert result.scores["sd"] == pytest.approx(expected, rel=1e-6)
+            checked += 1
+    assert checked

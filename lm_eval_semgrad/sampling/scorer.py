@@ -34,7 +34,7 @@ FROM_SAMPLES = ("ln_pe", "pe", "lex_sim", "inside")
 SE_FAMILY, SC_FAMILY, SAR_FAMILY = ("se", "discrete_se"), ("self_con", "deg", "eigv", "ecc"), ("sar", "token_sar", "sentence_sar")
 SCORERS = (*FROM_SAMPLES, "mi", "p_true", *SE_FAMILY, *SC_FAMILY, *SAR_FAMILY, "sd")
 #: The diverse beams of semantic density (docs/method.md §3.8), and the temperature they are rescored at.
-SD_BEAMS = {"num_beams": 10, "num_beam_groups": 10, "diversity_penalty": 1.0}
+SD_BEAMS: dict[str, Any] = {"num_beams": 10, "num_beam_groups": 10, "diversity_penalty": 1.0}
 SD_TEMPERATURE = 0.1
 
 
@@ -159,7 +159,7 @@ class SamplingScorer:
             for question in questions:
                 cut = self.answer_cutter(question.stop_strings)
                 found = diverse_beams(
-                    self.model, question.prompt_ids, max_new_tokens=question.max_new_tokens, eos_token_ids=eos_ids,
+                    self.model, question.prompt_ids, max_new_tokens=question.max_new_tokens, eos_token_ids=sorted(eos_ids),
                     pad_token_id=_pad_id(self.tokenizer), **SD_BEAMS,
                 )
                 cuts = [cut(list(beam.token_ids)) for beam in found]
