@@ -364,18 +364,20 @@ def test_nli_and_cross_encoder_baselines_log_what_they_compared(setup, tmp_path)
     root, model_dir, tasks_dir = setup
     nli, ce = save_tiny_nli_model(tmp_path / "nli"), save_tiny_cross_encoder(tmp_path / "ce")
     output = root / "nli_run"
-    extra = (f",semgrad_methods=semgrad:se:discrete_se:self_con:deg:eigv:ecc:sar:token_sar:sentence_sar,semgrad_samples=3,"
+    extra = (f",semgrad_methods=semgrad:se:discrete_se:self_con:deg:eigv:ecc:sar:token_sar:sentence_sar:sd,semgrad_samples=3,"
              f"semgrad_nli={nli},semgrad_cross_encoder={ce},semgrad_aux_batch_size=16")
     run_cli([*lm_eval_command(), *cli_args(model_dir, tasks_dir, output, "qa_parity", extra)], cwd=root)
     results = read_results(output)["results"]["qa_parity"]
-    for method in ("se", "self_con", "deg", "sar"):
+    for method in ("se", "self_con", "deg", "sar", "sd"):
         assert f"{method}_auroc,none" in results
     for row in read_samples(output, "qa_parity"):
         info = row["uncertainty"]
-        assert set(info["samples"]) == {"se", "sc", "sar"}
+        assert set(info["samples"]) == {"se", "sc", "sar", "sd"}
+        assert len(info["samples"]["sd"]) == 10  # diverse beams: 10 beams in 10 groups, whatever semgrad_samples says
+        assert info["sampling"]["sd"]["num_beam_groups"] == 10 and info["sampling"]["sd"]["do_sample"] is False
         assert len(info["clusters"]["se"]) == 3 and np.array(info["similarity"]["se"]).shape == (3, 3)
         assert np.diag(info["similarity"]["se"]).tolist() == [2, 2, 2]
         w = np.array(info["similarity"]["sc"])
         assert w.shape == (3, 3) and np.allclose(w, w.T) and np.allclose(np.diag(w), 1)
-        for method in ("se", "discrete_se", "self_con", "deg", "eigv", "ecc", "sar", "token_sar", "sentence_sar"):
+        for method in ("se", "discrete_se", "self_con", "deg", "eigv", "ecc", "sar", "token_sar", "sentence_sar", "sd"):
             assert method in info["scores"] or method in info["missing"], method
