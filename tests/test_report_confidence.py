@@ -193,6 +193,7 @@ def test_a_confidence_option_without_confidence_is_an_error_naming_the_fix(one_r
 @pytest.mark.parametrize("option, value, message", [
     ("--confidence_folds", "1", "--confidence_folds must be >= 2, got 1"),
     ("--confidence_bins", "0", "--confidence_bins must be >= 1, got 0"),
+    ("--confidence_seed", "-1", "--confidence_seed must be >= 0, got -1"),
 ])
 def test_unusable_fold_and_bin_counts_are_errors(one_run, capsys, option, value, message):
     code, out, err = report([one_run, "--confidence", option, value], capsys)

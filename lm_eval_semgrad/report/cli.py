@@ -57,7 +57,7 @@ def _add_confidence_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--confidence_folds", type=int, default=None, metavar="K",
                         help=f"cross-fitting folds, stratified by correctness (default {defaults.folds}; >= 2)")
     parser.add_argument("--confidence_seed", type=int, default=None, metavar="N",
-                        help=f"seed of the fold assignment (default {defaults.seed})")
+                        help=f"seed of the fold assignment (default {defaults.seed}; >= 0)")
     parser.add_argument("--confidence_bins", type=int, default=None, metavar="B",
                         help=f"equal-mass bins of the ECE and the reliability diagram (default {defaults.bins}; >= 1)")
 
@@ -77,6 +77,8 @@ def _confidence_settings(args: argparse.Namespace) -> tuple[ConfidenceSettings |
         return None, f"--confidence_folds must be >= 2, got {settings.folds}"
     if settings.bins < 1:
         return None, f"--confidence_bins must be >= 1, got {settings.bins}"
+    if settings.seed < 0:
+        return None, f"--confidence_seed must be >= 0, got {settings.seed}"
     return settings, None
 
 
