@@ -242,6 +242,8 @@ def test_markdown_says_why_cells_are_undefined(edge_runs, capsys):
     assert line.count("| — ") == 3 and "| 1.000 (CI n/a) |" not in line and "all 30 answers are correct" in line
     line = next(t for t in table.splitlines() if t.startswith("| models/few |"))
     assert "--confidence_folds 5" in line
+    json_only = [t for t in table.splitlines() if t.startswith("| models/json-only |")]
+    assert len(json_only) == 1 and "| semgrad |" in json_only[0] and "results JSON only" in json_only[0]
     assert "| 0.000" not in table
 
 

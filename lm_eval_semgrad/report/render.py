@@ -116,10 +116,11 @@ def _confidence_header() -> list[str]:
 
 
 def _confidence_entries(report: Report) -> list[tuple[Row, str, int | None, ConfidenceResult | None]]:
-    """(row, method, n, result) per row x reported method; a method the row lacks gets None."""
+    """(row, method, n, result) per row x reported method; a method a samples row lacks gets None (its
+    answers have no such score), one a results JSON did not report is left out as in "All metrics"."""
     entries = []
     for row in report.rows:
-        for method in report.methods:
+        for method in report.methods if row.source == "samples" else row.methods:
             result = row.methods.get(method)
             entries.append((row, method, None if result is None else result.n,
                             None if result is None else result.calibrated))
