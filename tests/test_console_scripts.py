@@ -110,6 +110,11 @@ def test_calibrate_then_the_printed_command_then_rescore_report_and_sweep(chain)
     table = list(csv.DictReader(io.StringIO(report.read_text())))
     assert {row["method"] for row in table} == {"semgrad", "g_nll"} and {row["task"] for row in table} == {"semgrad_sciq"}
     assert glob.glob(str(root / "plots" / "*.png"))
+    run([semgrad, "report", str(root / "out"), "--format", "csv", "--output_path", str(report), "--confidence",
+         "--confidence_method", "platt", "--confidence_folds", "2", "--confidence_seed", "1", "--confidence_bins", "4",
+         "--bootstrap_iters", "0"], root)
+    table = list(csv.DictReader(io.StringIO(report.read_text())))
+    assert table and all("too few answers for --confidence_folds 2" in row["confidence_note"] for row in table)
 
     models = root / "models.txt"
     models.write_text(f"tiny pretrained={model_dir}\n")

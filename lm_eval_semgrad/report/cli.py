@@ -3,7 +3,8 @@
 Reads every lm-eval run under the given folders (any depth), recomputes AUROC/AUPRC/AURC/PRR/Spearman
 with bootstrap CIs for every score found in the samples files, and prints a markdown, CSV or HTML
 table (optionally PNG plots per model x task x filter). Runs and answers without uncertainty scores
-are listed in the output and on stderr.
+are listed in the output and on stderr. With --confidence, also a calibrated P(correct) per method
+(cross-fitted) and its ECE, Brier score, log loss and selective accuracy, with bootstrap CIs.
 
 Exit status: 0 = report written; 1 = no lm-eval output found; 2 = a file could not be used
 (the message names it) or bad arguments.
@@ -17,10 +18,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..cli_common import add_bootstrap_argument, check_bootstrap_iters, output_problem
+from .confidence import CONFIDENCE_METHODS, ConfidenceSettings
 
 __all__ = ["add_arguments", "run", "main", "write_report"]
 
 _SUFFIX_FORMAT = {".md": "md", ".markdown": "md", ".csv": "csv", ".html": "html", ".htm": "html"}
+_CONFIDENCE_DEFAULTS = ConfidenceSettings()
+_CONFIDENCE_OPTIONS = ("method", "folds", "seed", "bins")  # --confidence_<name>, fields of ConfidenceSettings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +42,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1234, help="bootstrap seed (default 1234)")
     parser.add_argument("--all_runs", action="store_true",
                         help="report every run; default: only the latest run of each model x task")
+    _add_confidence_arguments(parser)
+
+
+def _add_confidence_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--confidence` and its settings; the settings default to None so that one given alone is caught."""
+    defaults = _CONFIDENCE_DEFAULTS
+    parser.add_argument("--confidence", action="store_true",
+                        help="also report a calibrated P(correct) per method, cross-fitted, with its ECE, Brier "
+                             "score, log loss and selective accuracy at 50/80/90%% coverage (and reliability "
+                             "diagrams with --plots)")
+    parser.add_argument("--confidence_method", choices=CONFIDENCE_METHODS, default=None,
+                        help=f"monotone map from uncertainty to P(correct) (default {defaults.method})")
+    parser.add_argument("--confidence_folds", type=int, default=None, metavar="K",
+                        help=f"cross-fitting folds, stratified by correctness (default {defaults.folds}; >= 2)")
+    parser.add_argument("--confidence_seed", type=int, default=None, metavar="N",
+                        help=f"seed of the fold assignment (default {defaults.seed}; >= 0)")
+    parser.add_argument("--confidence_bins", type=int, default=None, metavar="B",
+                        help=f"equal-mass bins of the ECE and the reliability diagram (default {defaults.bins}; >= 1)")
+
+
+def _confidence_settings(args: argparse.Namespace) -> tuple[ConfidenceSettings | None, str | None]:
+    """The settings --confidence asks for, or why the --confidence_* options given cannot be used."""
+    given = {name: getattr(args, f"confidence_{name}") for name in _CONFIDENCE_OPTIONS}
+    given = {name: value for name, value in given.items() if value is not None}
+    if not args.confidence:
+        if given:
+            options = " and ".join(f"--confidence_{name}" for name in given)
+            verb = "takes" if len(given) == 1 else "take"
+            return None, f"{options} {verb} effect only with --confidence: add --confidence, or drop {options}"
+        return None, None
+    settings = ConfidenceSettings(**{**vars(_CONFIDENCE_DEFAULTS), **given})
+    if settings.folds < 2:
+        return None, f"--confidence_folds must be >= 2, got {settings.folds}"
+    if settings.bins < 1:
+        return None, f"--confidence_bins must be >= 1, got {settings.bins}"
+    if settings.seed < 0:
+        return None, f"--confidence_seed must be >= 0, got {settings.seed}"
+    return settings, None
 
 
 def _methods(values: Sequence[str] | None) -> list[str] | None:
@@ -58,6 +100,7 @@ def write_report(
     seed: int = 1234,
     all_runs: bool = False,
     only_under: Sequence[str | Path] | None = None,
+    calibrate: ConfidenceSettings | None = None,
     stderr=None,
 ) -> int:
     """Build, print/write the report and report problems on `stderr`; returns the exit status.
@@ -69,7 +112,8 @@ def write_report(
 
     stderr = stderr or sys.stderr
     report = build_report(
-        paths, methods=methods, n_bootstrap=n_bootstrap, seed=seed, all_runs=all_runs, only_under=only_under
+        paths, methods=methods, n_bootstrap=n_bootstrap, seed=seed, all_runs=all_runs, only_under=only_under,
+        calibrate=calibrate,
     )
     for warning in report.warnings:
         print(f"warning: {warning}", file=stderr)
@@ -116,7 +160,8 @@ def run(args: argparse.Namespace) -> int:
     fmt = args.format
     if fmt is None:
         fmt = _SUFFIX_FORMAT.get(Path(args.output_path).suffix.lower(), "md") if args.output_path else "md"
-    problems = [check_bootstrap_iters(args.bootstrap_iters)]
+    calibrate, confidence_problem = _confidence_settings(args)
+    problems = [check_bootstrap_iters(args.bootstrap_iters), confidence_problem]
     if args.output_path:
         problems.append(output_problem(args.output_path, folder=False))
     if args.plots:
@@ -127,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         return write_report(
             args.paths, fmt=fmt, output=args.output_path, plots_dir=args.plots, methods=_methods(args.methods),
-            n_bootstrap=args.bootstrap_iters, seed=args.seed, all_runs=args.all_runs,
+            n_bootstrap=args.bootstrap_iters, seed=args.seed, all_runs=args.all_runs, calibrate=calibrate,
         )
     except ReportError as exc:
         print(f"error: {exc}", file=sys.stderr)

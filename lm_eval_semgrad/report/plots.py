@@ -14,6 +14,10 @@ For each row computed from samples, four files named `<model>__<task>__<filter>_
                   most confident; a useful score rises from left to right), with the overall error rate
                   (dotted: a score that knows nothing) and the oracle curve (dashed: all correct answers
                   first), and a caption under the axes saying how to read it
+and, with --confidence, a fifth:
+  calibration     reliability diagram of each method's calibrated (cross-fitted) P(correct): mean
+                  predicted probability vs observed accuracy per equal-mass bin (the bins of the ECE),
+                  with the diagonal (perfect calibration); methods without defined probabilities are left out
 Rows taken from a results JSON alone (no per-answer scores) get no plots.
 """
 
@@ -26,19 +30,22 @@ from pathlib import Path
 
 import numpy as np
 
+from ..metrics import reliability_curve as equal_mass_reliability_curve
 from .table import Report, Row
 
 __all__ = [
     "write_plots", "roc_curve", "risk_coverage_curve", "reliability_curve", "oracle_reliability_curve",
-    "histogram_bins", "PLOT_KINDS", "PLOT_DESCRIPTIONS",
+    "histogram_bins", "PLOT_KINDS", "CONFIDENCE_PLOT_KIND", "PLOT_DESCRIPTIONS",
 ]
 
 PLOT_KINDS = ("roc", "risk_coverage", "scores", "reliability")
+CONFIDENCE_PLOT_KIND = "calibration"  # only with --confidence, after PLOT_KINDS
 PLOT_DESCRIPTIONS = {  # alt text and captions in the HTML report
     "roc": "ROC curves (errors caught vs correct answers flagged)",
     "risk_coverage": "risk-coverage curves (error rate of the most confident answers kept)",
     "scores": "score histograms of correct and incorrect answers",
     "reliability": "error rate per tenth of the answers ordered by uncertainty",
+    CONFIDENCE_PLOT_KIND: "reliability diagram of the calibrated (cross-fitted) P(correct)",
 }
 MIN_BINS, MAX_BINS = 5, 30
 LOG_RATIO = 100.0  # max/min of positive scores from which histograms get log-spaced bins
@@ -139,7 +146,27 @@ def _finite_for_hist(values: np.ndarray) -> np.ndarray:
     return np.clip(values, finite.min(), finite.max())
 
 
-def _plot_row(row: Row, stem: Path, plt) -> list[Path]:
+def _plot_calibration(row: Row, bins: int, plt):
+    """Reliability diagram of the cross-fitted probabilities, or None if no method has them."""
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fitted = [(i, m, r.calibrated, r.correct) for i, (m, r) in enumerate(row.methods.items())
+              if r.calibrated is not None and r.calibrated.probabilities is not None]
+    if not fitted:
+        return None
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for i, method, calibrated, correct in fitted:  # colour i: the method's colour in the other plots
+        mean_p, accuracy, _ = equal_mass_reliability_curve(calibrated.probabilities, correct, bins)
+        ax.plot(mean_p, accuracy, "o-", ms=3, color=colors[i % len(colors)],
+                label=f"{method} (ECE {_fmt(calibrated.value('ece'))})")
+    ax.plot([0, 1], [0, 1], "k:", lw=1, label="perfect calibration")
+    ax.set(xlabel=f"mean calibrated P(correct) ({bins} equal-mass bins)", ylabel="observed accuracy",
+           xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), title=_title(row))
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _plot_row(row: Row, stem: Path, plt, confidence_bins: int | None = None) -> list[Path]:
     from matplotlib.ticker import MaxNLocator
 
     methods = [m for m, r in row.methods.items() if r.uncertainty is not None and len(r.uncertainty) > 0]
@@ -232,6 +259,11 @@ def _plot_row(row: Row, stem: Path, plt) -> list[Path]:
     fig.text(0.5, 0.015, textwrap.fill(RELIABILITY_CAPTION, 90), ha="center", va="bottom", fontsize=7.5)
     fig.tight_layout(rect=(0, 0.09, 1, 1))  # room for the caption's lines under the axes
     save(fig, "reliability")
+
+    if confidence_bins is not None:
+        fig = _plot_calibration(row, confidence_bins, plt)
+        if fig is not None:
+            save(fig, CONFIDENCE_PLOT_KIND)
     return paths
 
 
@@ -258,7 +290,8 @@ def write_plots(report: Report, directory: str | Path) -> dict[tuple[str, str, s
         while name in used:  # different rows whose names slug alike
             name, k = f"{base}-{k}", k + 1
         used.add(name)
-        files = _plot_row(row, directory / name, plt)
+        bins = report.calibrated.bins if report.calibrated else None
+        files = _plot_row(row, directory / name, plt, bins)
         if files:
             written[row.key] = files
     return written

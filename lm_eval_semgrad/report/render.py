@@ -6,12 +6,17 @@ Layout (markdown and HTML):
   2. All metrics: one line per model x task x filter x method with AUROC, AUPRC, AURC (lower is
      better), PRR and Spearman, each with its CI. ★ marks the row's best method by AUROC; bold marks
      the best value of each metric within its model x task x filter.
-  3. Runs without uncertainty scores (and why), failed sweep cells.
-  4. Notes (warnings met while reading the files and computing the metrics).
+  3. Calibrated confidence (with --confidence): one line per model x task x filter x method with the
+     ECE, Brier score, log loss and selective accuracy of the cross-fitted P(correct), each with its
+     CI, and the reason where they are undefined ("—").
+  4. Runs without uncertainty scores (and why), failed sweep cells.
+  5. Notes (warnings met while reading the files and computing the metrics).
 Plots (with --plots): markdown links the PNG files (paths relative to the report); HTML embeds each
 PNG as a base64 data: URI under a heading per model x task x filter, so the page is one movable file.
 CSV: the "all metrics" table in long form (one line per method, values, CI bounds and stderr in
-separate columns), plus one line per entry without scores (`has_uncertainty_scores` = no).
+separate columns), plus one line per entry without scores (`has_uncertainty_scores` = no). With
+--confidence the calibrated-confidence metrics follow the other metrics in the same form, then
+`confidence_note` (why they are empty).
 """
 
 from __future__ import annotations
@@ -25,10 +30,11 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from .confidence import CONFIDENCE_HIGHER_IS_BETTER, CONFIDENCE_LABELS, CONFIDENCE_NAMES, ConfidenceResult
 from .plots import PLOT_DESCRIPTIONS
 from .table import METRIC_LABELS, METRIC_NAMES, Report, Row
 
-__all__ = ["render", "to_markdown", "to_csv", "to_html", "FORMATS"]
+__all__ = ["render", "to_markdown", "to_csv", "to_html", "csv_columns", "FORMATS"]
 
 FORMATS = ("md", "csv", "html")
 STAR = "★"
@@ -78,6 +84,51 @@ def _preamble(report: Report) -> list[str]:
         f"{STAR} = best method of the row by AUROC; bold = best value of each metric within a model x task x "
         "filter (AURC: lower is better). Acc = share of answers labelled correct.",
     ]
+
+
+_NO_SCORE = "no answer in this row has this score"
+_UNDEFINED = "—"
+
+
+def _confidence_text(report: Report) -> str:
+    """What the calibrated-confidence table shows, with every setting that shaped it."""
+    settings = report.calibrated
+    assert settings is not None
+    if report.n_bootstrap:
+        ci = (f"The {_confidence(report)} bootstrap intervals ({report.n_bootstrap} resamples, seed {report.seed}) "
+              "resample answers but hold the fitted map fixed, so they leave out the variability of the fit itself.")
+    else:
+        ci = "No intervals (--bootstrap_iters 0)."
+    return (
+        f"P(correct) of every answer from a non-increasing {settings.method} map of the method's uncertainty, "
+        f"cross-fitted over {settings.folds} folds stratified by correctness (fold seed {settings.seed}): no "
+        f"answer's probability comes from a map fitted on it. ECE over {settings.bins} equal-mass bins, Brier "
+        "score and log loss judge these probabilities (lower is better); Sel. acc @k% is the accuracy on the k% "
+        f"most confident answers by the raw score (higher is better). {_UNDEFINED} = undefined, the note says why. "
+        f"{ci}"
+    )
+
+
+def _confidence_header() -> list[str]:
+    arrows = ["↑" if CONFIDENCE_HIGHER_IS_BETTER[name] else "↓" for name in CONFIDENCE_NAMES]
+    return ["Model", "Task", "Filter", "Method", "N",
+            *(f"{CONFIDENCE_LABELS[name]} {arrow}" for name, arrow in zip(CONFIDENCE_NAMES, arrows)), "Note"]
+
+
+def _confidence_entries(report: Report) -> list[tuple[Row, str, int | None, ConfidenceResult | None]]:
+    """(row, method, n, result) per row x reported method; a method a samples row lacks gets None (its
+    answers have no such score), one a results JSON did not report is left out as in "All metrics"."""
+    entries = []
+    for row in report.rows:
+        for method in report.methods if row.source == "samples" else row.methods:
+            result = row.methods.get(method)
+            entries.append((row, method, None if result is None else result.n,
+                            None if result is None else result.calibrated))
+    return entries
+
+
+def _confidence_note(result: ConfidenceResult | None) -> str:
+    return _NO_SCORE if result is None else result.reason or ""
 
 
 def _relative(path: Path, base: Path | None) -> str:
@@ -148,6 +199,9 @@ def to_markdown(report: Report, plots: Plots | None = None, base: Path | None = 
         out += _md_table(header, lines)
         out.append("")
 
+    if report.rows and report.calibrated:
+        out += _md_confidence(report)
+
     if plots:
         out += ["## Plots", ""]
         for row in report.rows:
@@ -170,6 +224,24 @@ def to_markdown(report: Report, plots: Plots | None = None, base: Path | None = 
     if notes:
         out += ["## Notes", ""] + [f"- {_md_escape(note)}" for note in notes] + [""]
     return "\n".join(out)
+
+
+def _md_confidence_cell(result: ConfidenceResult | None, name: str, row: Row) -> str:
+    metric = None if result is None else result.metrics[name]
+    if metric is None or math.isnan(metric.value):
+        return _UNDEFINED
+    return f"{_num(metric.value)} {_ci(metric, row)}"
+
+
+def _md_confidence(report: Report) -> list[str]:
+    lines = []
+    for row, method, n, result in _confidence_entries(report):
+        cells = [_md_escape(row.model), _md_escape(row.task), _md_escape(row.filter), _md_escape(method),
+                 "–" if n is None else str(n)]
+        cells += [_md_confidence_cell(result, name, row) for name in CONFIDENCE_NAMES]
+        cells.append(_md_escape(_confidence_note(result)))
+        lines.append(cells)
+    return ["## Calibrated confidence", "", _confidence_text(report), "", *_md_table(_confidence_header(), lines), ""]
 
 
 def _plot_kind(path: Path) -> str:
@@ -200,9 +272,27 @@ CSV_COLUMNS = [
 ]
 
 
+def csv_columns(report: Report) -> list[str]:
+    """`CSV_COLUMNS`, plus the calibrated-confidence columns after the other metrics with --confidence."""
+    if not report.calibrated:
+        return CSV_COLUMNS
+    at = CSV_COLUMNS.index("correctness")
+    extra = [f"{name}{suffix}" for name in CONFIDENCE_NAMES for suffix in ("", "_low", "_high", "_stderr")]
+    return [*CSV_COLUMNS[:at], *extra, "confidence_note", *CSV_COLUMNS[at:]]
+
+
+def _csv_confidence(result: ConfidenceResult) -> dict[str, str]:
+    cells = {"confidence_note": result.reason or ""}
+    for name in CONFIDENCE_NAMES:
+        r = result.metrics[name]
+        cells.update({name: _csv_num(r.value), f"{name}_low": _csv_num(r.low), f"{name}_high": _csv_num(r.high),
+                      f"{name}_stderr": _csv_num(r.stderr)})
+    return cells
+
+
 def to_csv(report: Report) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=csv_columns(report), lineterminator="\n")
     writer.writeheader()
     for row in report.rows:
         base = {
@@ -222,6 +312,8 @@ def to_csv(report: Report) -> str:
                     line[f"{metric}_low"] = _csv_num(r.low)
                     line[f"{metric}_high"] = _csv_num(r.high)
                     line[f"{metric}_stderr"] = _csv_num(r.stderr)
+            if result.calibrated is not None:
+                line.update(_csv_confidence(result.calibrated))
             writer.writerow(line)
     for entry in report.missing:
         writer.writerow({
@@ -314,6 +406,26 @@ def _html_plots(report: Report, plots: Plots) -> list[str]:
     return ["<h2>Plots</h2>", *out] if out else []
 
 
+def _html_confidence_cell(result: ConfidenceResult | None, name: str, row: Row) -> str:
+    metric = None if result is None else result.metrics[name]
+    if metric is None or math.isnan(metric.value):
+        return f'<td class="num" data-sort="">{_UNDEFINED}</td>'
+    return _html_num_cell(metric.value, f' <span class="ci">{_e(_ci(metric, row))}</span>')
+
+
+def _html_confidence(report: Report) -> list[str]:
+    body = []
+    for row, method, n, result in _confidence_entries(report):
+        cells = [f"<td>{_e(row.model)}</td>", f"<td>{_e(row.task)}</td>", f"<td>{_e(row.filter)}</td>",
+                 f'<td class="method">{_e(method)}</td>',
+                 f'<td class="num" data-sort="{"" if n is None else n}">{"–" if n is None else n}</td>']
+        cells += [_html_confidence_cell(result, name, row) for name in CONFIDENCE_NAMES]
+        cells.append(f"<td>{_e(_confidence_note(result))}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return ["<h2>Calibrated confidence</h2>", f'<p class="small">{_e(_confidence_text(report))}</p>',
+            *_html_table(_confidence_header(), body)]
+
+
 def to_html(report: Report, plots: Plots | None = None) -> str:
     methods = report.methods
     out = [
@@ -355,6 +467,9 @@ def to_html(report: Report, plots: Plots | None = None) -> str:
         header = ["Model", "Task", "Filter", "Method", "N"]
         header += [f"{METRIC_LABELS[m]} {_ARROW.get(m, '↑')}" for m in METRIC_NAMES]
         out += _html_table(header, body)
+
+    if report.rows and report.calibrated:
+        out += _html_confidence(report)
 
     if plots:
         out += _html_plots(report, plots)

@@ -23,6 +23,7 @@ import numpy as np
 
 from .. import methods as registry
 from ..metrics import HIGHER_IS_BETTER, METRICS, BootstrapResult, evaluate_uncertainty
+from .confidence import ConfidenceResult, ConfidenceSettings, evaluate_confidence, unavailable
 from .loading import FilterSamples, Run, discover_runs, read_samples, select_runs
 
 __all__ = [
@@ -53,6 +54,7 @@ class MethodResult:
     metrics: dict[str, BootstrapResult]
     uncertainty: np.ndarray | None = None  # the scored answers (samples source only), for plots
     correct: np.ndarray | None = None
+    calibrated: ConfidenceResult | None = None  # with --confidence only
 
     def value(self, metric: str) -> float:
         result = self.metrics.get(metric)
@@ -111,6 +113,7 @@ class Report:
     seed: int
     confidence: float
     sources: list[str]
+    calibrated: ConfidenceSettings | None = None  # --confidence: the cross-fitted map's settings
 
 
 # --------------------------------------------------------------------------- metrics per row
@@ -213,6 +216,7 @@ def _no_scores_reason(run: Run, task: str, samples: FilterSamples) -> str:
 def _rows_from_samples(
     run: Run, task: str, path: Path, filters: dict[str, FilterSamples], methods: Sequence[str] | None,
     n_bootstrap: int, seed: int, confidence: float, missing: list[MissingScores],
+    calibrate: ConfidenceSettings | None = None,
 ) -> list[Row]:
     rows = []
     for filter_name, samples in filters.items():
@@ -244,7 +248,10 @@ def _rows_from_samples(
             results, messages = evaluate_row(u, c, n_bootstrap=n_bootstrap, seed=seed, confidence=confidence)
             for message in messages:
                 by_message.setdefault(message, []).append(method)
-            row.methods[method] = MethodResult(method, len(u), results, uncertainty=u, correct=c)
+            calibrated = None if calibrate is None else evaluate_confidence(
+                u, c, calibrate, n_bootstrap=n_bootstrap, seed=seed, confidence=confidence
+            )
+            row.methods[method] = MethodResult(method, len(u), results, uncertainty=u, correct=c, calibrated=calibrated)
         row.notes = list(dict.fromkeys(row.notes)) + _group_messages(by_message, list(row.methods))
         _mark_best(row)
         rows.append(row)
@@ -257,8 +264,12 @@ def _as_float(value: Any) -> float:
     return float(value)
 
 
+_RESULTS_ONLY = "no per-answer scores (results JSON only): log samples with --log_samples to calibrate"
+
+
 def _rows_from_results(
-    run: Run, task: str, methods: Sequence[str] | None, missing: list[MissingScores], warnings: list[str]
+    run: Run, task: str, methods: Sequence[str] | None, missing: list[MissingScores], warnings: list[str],
+    calibrate: ConfidenceSettings | None = None,
 ) -> list[Row]:
     task_results = run.task_results(task) or {}
     found: dict[str, dict[str, dict[str, dict[str, float]]]] = {}  # filter -> method -> metric -> {value, stderr}
@@ -309,7 +320,8 @@ def _rows_from_results(
                 metrics[metric] = BootstrapResult(
                     slot.get("value", math.nan), math.nan, math.nan, slot.get("stderr", math.nan), row.n or 0, 0
                 )
-            row.methods[method] = MethodResult(method, row.n or 0, metrics)
+            calibrated = None if calibrate is None else unavailable(_RESULTS_ONLY, row.n or 0)
+            row.methods[method] = MethodResult(method, row.n or 0, metrics, calibrated=calibrated)
         _mark_best(row)
         rows.append(row)
     return rows
@@ -332,11 +344,13 @@ def build_report(
     confidence: float = 0.95,
     all_runs: bool = False,
     only_under: Sequence[str | Path] | None = None,
+    calibrate: ConfidenceSettings | None = None,
 ) -> Report:
     """Discover the runs under `paths` and compute every row. Raises `ReportError` for unusable files.
 
     `only_under` keeps only runs (and failed sweep cells) inside those folders, e.g. the cells of
     the current sweep grid when the sweep folder also holds cells of models since removed.
+    `calibrate` (--confidence) adds each method's cross-fitted P(correct) and calibration metrics.
     """
     if n_bootstrap != 0 and n_bootstrap < 2:
         raise ValueError(f"bootstrap resamples must be 0 (no CIs) or >= 2, got {n_bootstrap}")
@@ -361,10 +375,10 @@ def build_report(
                 missing.append(MissingScores(run.label, task, "*", "the samples file has no rows", path))
                 continue
             rows.extend(
-                _rows_from_samples(run, task, path, filters, methods, n_bootstrap, seed, confidence, missing)
+                _rows_from_samples(run, task, path, filters, methods, n_bootstrap, seed, confidence, missing, calibrate)
             )
         else:
-            rows.extend(_rows_from_results(run, task, methods, missing, warnings))
+            rows.extend(_rows_from_results(run, task, methods, missing, warnings, calibrate))
     for cell in failed:
         missing.append(MissingScores(cell.model, cell.task, "*", cell.reason, cell.directory))
 
@@ -375,6 +389,6 @@ def build_report(
             warnings.append(f"method(s) {', '.join(absent)} not found in any scores")
     return Report(
         rows=rows, missing=missing, warnings=warnings, methods=shown, n_bootstrap=n_bootstrap, seed=seed,
-        confidence=confidence, sources=[str(p) for p in paths],
+        confidence=confidence, sources=[str(p) for p in paths], calibrated=calibrate,
     )
 
