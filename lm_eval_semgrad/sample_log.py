@@ -63,6 +63,7 @@ def uncertainty_field(
     `missing_reason`. A method the record has no score for is listed too, with the record's own
     reason when it has one. The samples the sampling baselines read, and how they were drawn, come
     along (`samples`, `sampling`, `question`), so that every score can be recomputed from the log.
+    `p_correct` (with a confidence file): each applied method's P(correct), None without a score.
     """
     scores = None if record is None else record.get("scores")
     field: dict[str, Any] = {
