@@ -69,9 +69,14 @@ def chain(tmp_path_factory):
                               f",semgrad_confidence={root / 'isotonic.json'}"), cwd=root)
     resumed = run_cli(lm_eval(model_dir, tasks_dir, root / "resumed", "qa_parity", cache,
                               f",semgrad_confidence={root / 'foreign.json'}"), cwd=root)
+    plain = root / "plain.jsonl"  # the dev answers as plain rows
+    plain.write_text("".join(json.dumps({
+        "prompt": row["arguments"]["gen_args_0"]["arg_0"], "response": row["resps"][0][0],
+        "correct": row["uncertainty"]["correct"],
+    }) + "\n" for row in read_samples(root / "dev", "qa_parity")))
     rescored = run_cli([*semgrad_command(), "rescore", "--model_args",
                         f"pretrained={model_dir},semgrad_confidence={root / 'isotonic.json'}", str(root / "dev"),
-                        "--output_path", str(root / "rescored"), "--no_progress"], cwd=root)
+                        "--jsonl", str(plain), "--output_path", str(root / "rescored"), "--no_progress"], cwd=root)
     return dict(root=root, fitted=fitted, applied=applied, resumed=resumed, rescored=rescored)
 
 
@@ -149,3 +154,18 @@ def test_rescore_logs_p_correct_and_the_same_metrics(chain):
         assert entry[f"{method}_brier,none"] == pytest.approx(float(np.mean((p - c) ** 2)), abs=1e-9)
         assert results["higher_is_better"]["qa_parity"][f"{method}_ece"] is False
     assert results["config"]["semgrad"]["confidence"]["methods"] == list(METHODS)
+
+
+def test_rescored_plain_rows_get_p_correct_and_their_summary_the_metrics(chain):
+    root = chain["root"]
+    dev = read_samples(root / "dev", "qa_parity")
+    rows = [json.loads(line) for line in (root / "rescored" / "plain.jsonl").read_text().splitlines() if line.strip()]
+    summary = json.loads((root / "rescored" / "plain.summary.json").read_text())
+    for method in METHODS:
+        reference = IsotonicRegression(increasing=False, out_of_bounds="clip").fit(*logged(dev, method))
+        u = np.array([row["scores"][method] for row in rows])
+        c = np.array([row["correct"] for row in rows])
+        p = reference.predict(u)
+        np.testing.assert_allclose([row["p_correct"][method] for row in rows], p, atol=1e-9)
+        assert summary["metrics"][f"{method}_brier"] == pytest.approx(float(np.mean((p - c) ** 2)), abs=1e-9)
+        assert summary["higher_is_better"][f"{method}_selective_accuracy_90"] is True

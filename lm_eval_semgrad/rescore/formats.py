@@ -256,7 +256,7 @@ class PlainFormat:
 
     Optional: "response_ids" (scored verbatim), "truncated": true or "max_tokens": N (no EOS is
     appended when the answer was cut by a token limit). Output rows get "scores" and "rescore" (and
-"p_correct" with a confidence file).
+    "p_correct" with a confidence file).
     """
 
     name = "plain JSONL"
