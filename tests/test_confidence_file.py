@@ -163,6 +163,19 @@ def test_maps_of_another_model_or_task_warn(tmp_path, caplog):
     assert caplog.text.count("fitted on task 'qa', applied to task 'trivia'") == 1
 
 
+def test_answers_labelled_by_another_rule_warn_once(tmp_path, caplog):
+    confidence = example_file(correctness="contains >= 0.5")
+    setup = resolve_confidence(str(save_confidence(confidence, tmp_path / "conf.json")), ("semgrad", "g_nll"))
+    with caplog.at_level(logging.WARNING):
+        setup.warn_if_other_correctness("contains >= 0.5")
+        setup.warn_if_other_correctness(None)
+    assert not caplog.text
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):
+            setup.warn_if_other_correctness("exact_match >= 0.5")
+    assert caplog.text.count("labelled by 'contains >= 0.5', this run labels them by 'exact_match >= 0.5'") == 1
+
+
 def test_p_correct_is_the_map_of_the_score_and_null_without_one(tmp_path):
     setup = resolve_confidence(str(save_confidence(example_file(), tmp_path / "conf.json")), ("semgrad", "g_nll"))
     got = setup.p_correct({"semgrad": 0.3, "g_nll": 0.25})

@@ -3,7 +3,8 @@
 The file is read and matched against the run's methods before any model loads: every method that
 is both asked for (`semgrad_methods`) and in the file gets `p_correct` and the calibration metrics;
 the others are named in a warning, and a file without any of the run's methods is refused. A map
-fitted for another model or task still applies, with a warning (it may be miscalibrated there).
+fitted for another model or task, or on answers labelled by another correctness rule, still applies,
+with a warning (it may be miscalibrated there).
 P(correct) is computed when a sample is logged, from its scores: never stored with them (the
 `--use_cache` score store), so a rerun with another file cannot show stale probabilities.
 """
@@ -30,7 +31,7 @@ class ConfidenceSetup:
     path: str
     file: ConfidenceFile
     maps: Mapping[str, ConfidenceMap]
-    _warned_tasks: set[str] = field(default_factory=set, compare=False, repr=False)
+    _warned: set[tuple[str, str]] = field(default_factory=set, compare=False, repr=False)  # (what, value) warned of
 
     @property
     def methods(self) -> tuple[str, ...]:
@@ -53,11 +54,21 @@ class ConfidenceSetup:
             )
 
     def warn_if_other_task(self, task: str) -> None:
-        if task != self.file.task and task not in self._warned_tasks:
-            self._warned_tasks.add(task)
+        if task != self.file.task and ("task", task) not in self._warned:
+            self._warned.add(("task", task))
             logger.warning(
                 "semgrad_confidence=%s: the maps were fitted on task %r, applied to task %r; P(correct) may be "
                 "miscalibrated there (fit the maps on a dev set of this task)", self.path, self.file.task, task,
+            )
+
+    def warn_if_other_correctness(self, label: str | None) -> None:
+        """Once per rule: answers labelled otherwise than those the maps were fitted on."""
+        fitted = self.file.correctness
+        if label and fitted and label != fitted and ("correctness", label) not in self._warned:
+            self._warned.add(("correctness", label))
+            logger.warning(
+                "semgrad_confidence=%s: the maps were fitted on answers labelled by %r, this run labels them by %r; "
+                "the calibration metrics measure P(correct) against another label", self.path, fitted, label,
             )
 
     def as_record(self) -> dict[str, Any]:

@@ -147,6 +147,8 @@ def _tidy_sample_row(row: dict[str, Any], model: SemGradRun) -> None:
     if isinstance(row.get("metrics"), list):
         row["metrics"] = [name for name in row["metrics"] if name not in ours]
     scores = None if sample.record is None else sample.record.get("scores")
+    if model.confidence is not None:
+        model.confidence.warn_if_other_correctness(sample.label)
     row[SAMPLE_FIELD] = uncertainty_field(
         sample.record, sample.correct, sample.label, model.semantic.position, model.semantic.layers,
         methods=model.semgrad.methods, missing_reason=sample.missing_reason,
