@@ -352,3 +352,15 @@ def test_semgrad_hf_refuses_a_missing_or_foreign_file_before_loading_any_model(t
         SemGradHFLM.create_from_arg_obj(parsed_model_args(
             f"pretrained=/no/model,semgrad_confidence={path},semgrad_methods=exgrad"
         ))
+
+
+def test_rescore_refuses_a_missing_or_foreign_file_before_loading_any_model(dev_run, tmp_path, capsys):
+    root, _, _ = dev_run
+    absent = tmp_path / "absent.json"
+    code = cli_main(["rescore", "--model_args", f"pretrained=/no/model,semgrad_confidence={absent}", str(root),
+                     "--output_path", str(tmp_path / "rescored")])
+    assert code == 1 and "absent.json' not found" in capsys.readouterr().err
+    path = save_confidence(example_file(), tmp_path / "conf.json")
+    code = cli_main(["rescore", "--model_args", f"pretrained=/no/model,semgrad_confidence={path},semgrad_methods=exgrad",
+                     str(root), "--output_path", str(tmp_path / "rescored")])
+    assert code == 1 and "this run computes none of them" in capsys.readouterr().err
