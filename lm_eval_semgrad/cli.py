@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "calibrate": ("lm_eval_semgrad.calibration.cli", "Choose the semantic position and layers of a model by Semantic Preservation Score"),
+    "confidence": ("lm_eval_semgrad.confidence.cli", "Fit P(correct) maps of the uncertainty scores on a dev run (applied with semgrad_confidence=FILE)"),
     "report": ("lm_eval_semgrad.report.cli", "Leaderboard tables and plots of uncertainty quality from lm-eval output folders"),
     "reproduce": ("lm_eval_semgrad.reproduce.cli", "Run the paper's models x data sets x methods grid and lay it out as its Tables 1 and 5"),
     "rescore": ("lm_eval_semgrad.rescore.cli", "Score saved generations (lm-eval sample logs from any backend, or plain JSONL) without generating again"),

@@ -3,7 +3,10 @@
 - Every logged sample row of a generative task gets one `uncertainty` field (`SAMPLE_FIELD`), built
   by `uncertainty_field`: the scores, the correctness label and the rule that made it, the scored
   token ids, the semantic position and layers, and for each asked-for method without a score the
-  reason (`missing`), so that nothing missing reads as a zero.
+  reason (`missing`), so that nothing missing reads as a zero. With a confidence file
+  (`semgrad_confidence`), also `p_correct`: {method: P(correct) from its saved map, null where the
+  score is missing}, computed from the scores when the row is written (never kept in a `Record`,
+  which the `--use_cache` score store keeps, so a rerun with another file never shows stale values).
 - lm-eval's file names: `results_<timestamp>.json` and `samples_<task>_<timestamp>.jsonl`.
 - The correctness rule: a task metric (default: the first of the task's `metric_list`) >= a threshold.
 """
@@ -52,6 +55,7 @@ def uncertainty_field(
     *,
     methods: Sequence[str] = (),
     missing_reason: str | None = None,
+    p_correct: Mapping[str, float | None] | None = None,
 ) -> dict[str, Any]:
     """The `uncertainty` field of one logged sample.
 
@@ -59,6 +63,7 @@ def uncertainty_field(
     `missing_reason`. A method the record has no score for is listed too, with the record's own
     reason when it has one. The samples the sampling baselines read, and how they were drawn, come
     along (`samples`, `sampling`, `question`), so that every score can be recomputed from the log.
+    `p_correct` (with a confidence file): each applied method's P(correct), None without a score.
     """
     scores = None if record is None else record.get("scores")
     field: dict[str, Any] = {
@@ -73,6 +78,8 @@ def uncertainty_field(
     for key in ("samples", "sampling", "clusters", "similarity", "question", "question_source"):
         if record is not None and record.get(key):
             field[key] = record[key]
+    if p_correct is not None:
+        field["p_correct"] = dict(p_correct)
     known = dict(record.get("missing") or {}) if record is not None else {}
     absent = [m for m in methods if scores is None or m not in scores]
     if absent:

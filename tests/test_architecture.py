@@ -9,7 +9,9 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).parents[1] / "lm_eval_semgrad"
-HARNESS_FREE = ("scoring", "metrics", "calibration", "rescore", "report", "correctness", "sampling", "methods", "hf")
+HARNESS_FREE = (
+    "scoring", "metrics", "calibration", "rescore", "report", "correctness", "sampling", "methods", "hf", "confidence",
+)
 
 
 def module_name(path: Path) -> str:

@@ -35,6 +35,7 @@ DOCUMENTED = [
     ("semgrad_memory", "512", 512, "memory", 512.0),
     ("semgrad_memory", "0.5", 0.5, "memory", 0.5),
     ("semgrad_calibration", "calib.json", "calib.json", "calibration", "calib.json"),
+    ("semgrad_confidence", "conf.json", "conf.json", "confidence", "conf.json"),
 ]
 
 

@@ -9,6 +9,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
+from ..model_names import same_model
 from .record import FORMAT_VERSION, LAYER_RULES, Calibration
 from .sps import SPS_RULES
 
@@ -104,16 +105,6 @@ def save_calibration(cal: Calibration, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(_to_json(cal) + "\n", encoding="utf-8")
     return path
-
-
-def same_model(a: str, b: str) -> bool:
-    """Whether two model names denote the same model: equal, or equal final path component
-    (case-insensitive), so a hub id and a local copy of it (`org/Name` and `/models/Name`) match."""
-
-    def last(name: str) -> str:
-        return name.strip().rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1].lower()
-
-    return a.strip() == b.strip() or (bool(last(a)) and last(a) == last(b))
 
 
 def load_calibration(path: str | Path, *, model_name: str | None = None, num_layers: int | None = None) -> Calibration:

@@ -81,7 +81,7 @@ def _wrap_evaluate(original):
             )
         for name, task in tasks.items():
             if name not in skipped:
-                attach_uncertainty_metrics(task, model.semgrad)
+                attach_uncertainty_metrics(task, model.semgrad, model.confidence)
         model.know_tasks(tasks)
         with _cached_answers_find_their_scores(lm, model):
             results = original(lm, task_dict, *args, **kwargs)
@@ -146,9 +146,13 @@ def _tidy_sample_row(row: dict[str, Any], model: SemGradRun) -> None:
         del row[key]
     if isinstance(row.get("metrics"), list):
         row["metrics"] = [name for name in row["metrics"] if name not in ours]
+    scores = None if sample.record is None else sample.record.get("scores")
+    if model.confidence is not None:
+        model.confidence.warn_if_other_correctness(sample.label)
     row[SAMPLE_FIELD] = uncertainty_field(
         sample.record, sample.correct, sample.label, model.semantic.position, model.semantic.layers,
         methods=model.semgrad.methods, missing_reason=sample.missing_reason,
+        p_correct=None if model.confidence is None else model.confidence.p_correct(scores),
     )
 
 

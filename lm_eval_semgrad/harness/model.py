@@ -16,6 +16,7 @@ from lm_eval.models.huggingface import HFLM
 from lm_eval.models.utils import postprocess_generated_text
 from tqdm import tqdm
 
+from ..confidence.applied import ConfidenceSetup, resolve_confidence
 from ..hf.embedded_models import resolve_embedded_model
 from ..hf.options import SemGradSettings, computed_scores, pop_settings
 from ..hf.response_tokens import answer_token_ids, end_of_sequence_ids
@@ -86,6 +87,9 @@ class SemGradHFLM(HFLM):
         self._lower_layer_reuse: bool | None = None  # None: not yet checked on this model
         self._progress: tqdm | None = None
         self.seconds = {"generation": 0.0, "grad_pass": 0.0}  # wall time of this model's generate_until calls
+        self.confidence: ConfidenceSetup | None = resolve_confidence(self.semgrad.confidence, self.semgrad.methods)
+        if self.confidence is not None:
+            self.confidence.warn_if_other_model(pretrained)
         pretrained = resolve_embedded_model(pretrained, kwargs)
         super().__init__(pretrained, **kwargs)
         self._split_data_across_cpu_processes()
@@ -155,6 +159,7 @@ class SemGradHFLM(HFLM):
                 "samples": self.semgrad.samples,
                 "sample_seed": self.semgrad.sample_seed,
                 "left_out": dict(self.semgrad.left_out),
+                "confidence": None if self.confidence is None else self.confidence.as_record(),
                 "version": __version__,
             },
         }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from ..confidence.applied import ConfidenceSetup
 from ..hf.options import SemGradSettings
 from ..hf.semantic_setup import SemanticSetup
 
@@ -16,6 +17,7 @@ class SemGradRun(Protocol):
     is_semgrad_run: bool
     semgrad: SemGradSettings  # the parsed semgrad_* model args
     semantic: SemanticSetup  # the resolved position and layers
+    confidence: ConfidenceSetup | None  # the saved P(correct) maps applied (semgrad_confidence), if any
     seconds: dict[str, float]  # wall time of generation and of the grad passes so far
 
     def attach_cached_answers(self, requests: list[Any], answers: list[str]) -> None:

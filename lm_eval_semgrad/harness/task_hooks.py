@@ -1,4 +1,5 @@
-"""Give one lm-eval task the uncertainty metrics: `{method}_{auroc,auprc,aurc,prr,spearman}` per filter.
+"""Give one lm-eval task the uncertainty metrics: `{method}_{auroc,auprc,aurc,prr,spearman}` per filter
+(and, with `semgrad_confidence`, the calibration metrics of the saved maps: `{method}_ece`, ...).
 
 lm-eval computes per-sample values in `process_results(doc, results)` and reduces them with the
 task's `aggregation()`. This module wraps both on the task *instance*, for one run: every sample
@@ -14,14 +15,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ..confidence.applied import ConfidenceSetup
 from ..data import MODEL_OF_METRIC
 from ..hf.options import SemGradSettings
 from ..metrics import HIGHER_IS_BETTER, METRICS
 from ..sample_log import correctness_labeller, primary_metric
-from ..sample_metrics import UncertaintyAggregation, UncertaintySample, metric_key, uncertainty_metric_keys
+from ..sample_metrics import (
+    UncertaintyAggregation,
+    UncertaintySample,
+    confidence_aggregations,
+    confidence_higher_is_better,
+    confidence_metric_keys,
+    metric_key,
+    uncertainty_metric_keys,
+)
 
 
-def attach_uncertainty_metrics(task: Any, settings: SemGradSettings) -> None:
+def attach_uncertainty_metrics(task: Any, settings: SemGradSettings, confidence: ConfidenceSetup | None = None) -> None:
     """Wrap `task`'s doc_iterator, process_results, aggregation and higher_is_better (this instance only)."""
     original_doc_iterator = task.doc_iterator
     original_process_results = task.process_results
@@ -44,7 +54,10 @@ def attach_uncertainty_metrics(task: Any, settings: SemGradSettings) -> None:
         task_name, settings.correctness_metric or primary_metric(getattr(task.config, "metric_list", None)),
         settings.correctness_threshold,
     )
-    keys = uncertainty_metric_keys(settings.methods)
+    if confidence is not None:
+        confidence.warn_if_other_task(task_name)
+    maps = {} if confidence is None else confidence.maps
+    keys = uncertainty_metric_keys(settings.methods) + confidence_metric_keys(list(maps))
     current: dict[str, Any] = {"doc_id": None, "first_instance": None, "filter": "none", "passes": 0}
     warned: set[tuple[str, ...]] = set()
 
@@ -81,11 +94,11 @@ def attach_uncertainty_metrics(task: Any, settings: SemGradSettings) -> None:
 
     def aggregation() -> dict[str, Callable]:
         ours = {metric_key(m, k): UncertaintyAggregation(m, k, warned) for m in settings.methods for k in METRICS}
-        return {**original_aggregation(), **ours}
+        return {**original_aggregation(), **ours, **confidence_aggregations(maps, warned)}
 
     def higher_is_better() -> dict[str, bool]:
         ours = {metric_key(m, k): HIGHER_IS_BETTER[k] for m in settings.methods for k in METRICS}
-        return {**original_higher_is_better(), **ours}
+        return {**original_higher_is_better(), **ours, **confidence_higher_is_better(list(maps))}
 
     task.doc_iterator = doc_iterator
     task.process_results = process_results

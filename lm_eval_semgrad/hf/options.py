@@ -37,6 +37,7 @@ OPTION_HELP = {
     "semgrad_aux_device": "device of the NLI model and cross-encoder (default: the scored model's)",
     "semgrad_aux_batch_size": "text pairs per NLI / cross-encoder forward pass (default 32)",
     "semgrad_calibration": "a calibration JSON from `lm-eval-semgrad calibrate`: sets position and layers (not with semgrad_position/semgrad_layers)",
+    "semgrad_confidence": "a confidence JSON from `lm-eval-semgrad confidence fit`: logs P(correct) of its methods (uncertainty.p_correct) and reports their ECE, Brier score, log loss and selective accuracy",
     "semgrad_reuse_cache": "true (default): score from generation's own prompt KV cache and lower layers' outputs; false: recompute them",
     "semgrad_memory": "memory budget of a grad pass on generation's batch: 'generation' (default: at most the batch's KV cache, so scoring needs no more than generation did; answers are then scored a few rows at a time, grouped by length), 'unbounded' (one pass per batch: fastest, most memory), or a number of MiB",
     "semgrad_correctness": "METRIC[:THRESHOLD]: the task metric that labels an answer correct (default: the task's first metric, >= 0.5)",
@@ -59,6 +60,7 @@ class SemGradSettings:
     correctness_threshold: float = DEFAULT_CORRECTNESS_THRESHOLD
     reuse_cache: bool = True
     calibration: str | None = None
+    confidence: str | None = None  # the confidence file (read by `confidence.resolve_confidence`)
     memory: str | float = "generation"  # or "unbounded", or a budget in MiB
     samples: int | None = None  # K for every sample set (None: each set's own)
     sample_seed: int = DEFAULT_SEED
@@ -121,6 +123,7 @@ def pop_settings(model_args: dict[str, Any]) -> SemGradSettings:
         correctness_metric=metric,
         correctness_threshold=threshold,
         calibration=parse_path("semgrad_calibration", ours.get("semgrad_calibration")),
+        confidence=parse_path("semgrad_confidence", ours.get("semgrad_confidence")),
         reuse_cache=parse_bool("semgrad_reuse_cache", ours.get("semgrad_reuse_cache", True)),
         memory=parse_memory(ours.get("semgrad_memory", "generation")),
         given=tuple(key for key, value in ours.items() if value is not None),

@@ -26,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="lm-eval samples_<task>_<timestamp>.jsonl files, or folders holding them")
     parser.add_argument("--model_args", required=True,
                         help="as for lm_eval: pretrained=PATH plus dtype, revision, gguf_file, add_bos_token, "
-                             "max_length and the semgrad_* args (position, layers, methods, calibration, correctness)")
+                             "max_length and the semgrad_* args (position, layers, methods, calibration, confidence, "
+                             "correctness)")
     parser.add_argument("--jsonl", action="append", default=[], metavar="FILE",
                         help='plain JSONL rows {"prompt" | "messages", "response", "correct"}; repeatable')
     parser.add_argument("--output_path", "-o", required=True, metavar="DIR", help="folder for the rescored files")

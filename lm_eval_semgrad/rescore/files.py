@@ -14,6 +14,7 @@ from typing import Any
 
 from ..cli_common import output_problem
 from ..logs import get_logger
+from ..metrics import ConfidenceMap
 from ..sample_log import SAMPLE_FIELD
 from .encoding import PromptEncoder
 from .engine import Item
@@ -70,6 +71,10 @@ def _sampling(loaded: LoadedModel, batch_size: int):
     return sampling_stage(lambda: loaded.model, loaded.tokenizer, loaded.settings, rows_per_call=batch_size)
 
 
+def _maps(loaded: LoadedModel) -> dict[str, ConfidenceMap]:
+    return {} if loaded.confidence is None else dict(loaded.confidence.maps)
+
+
 def _setup(loaded: LoadedModel) -> ScoringSetup:
     return scoring_setup(loaded.tokenizer, loaded.position, loaded.layers, loaded.settings.methods, loaded.source.config)
 
@@ -116,8 +121,10 @@ def rescore_sample_files(
         fmt = HarnessFormat(
             loaded.tokenizer, encoder, setup, task=source.task,
             correctness_metric=settings.correctness_metric or source.primary_metric,
-            correctness_threshold=settings.correctness_threshold,
+            correctness_threshold=settings.correctness_threshold, confidence=loaded.confidence,
         )
+        if loaded.confidence is not None:
+            loaded.confidence.warn_if_other_task(source.task)
         items, bad = parse_rows(fmt, read_jsonl(source.path), str(source.path), skip_bad, limit)
         _warn_if_logged_setup_differs(source.path, items, setup)
         fingerprint = {**loaded.fingerprint(), "add_bos_token": add_bos, "max_length": int(max_length)}
@@ -132,7 +139,7 @@ def rescore_sample_files(
             FileOutcome(
                 source=source.path, output=targets[source.path], task=source.task,
                 counts=file_counts(items, len(bad), kept, scored), bad_rows=bad,
-                metrics=group_metrics(items, settings.methods, bootstrap_iters), items=items,
+                metrics=group_metrics(items, settings.methods, bootstrap_iters, _maps(loaded)), items=items,
             )
         )
     results_files = _write_results_files(loaded, sources, outcomes, output_dir, batch_size, bootstrap_iters)
@@ -200,7 +207,7 @@ def rescore_jsonl_file(
     if target == path:
         raise RescoreError(f"{path}: the output would overwrite the input; choose another --output_path")
     setup = _setup(loaded)
-    fmt = PlainFormat(loaded.tokenizer, PromptEncoder(loaded.tokenizer, loaded.add_bos_token), setup)
+    fmt = PlainFormat(loaded.tokenizer, PromptEncoder(loaded.tokenizer, loaded.add_bos_token), setup, loaded.confidence)
     items, bad = parse_rows(fmt, read_jsonl(path), str(path), skip_bad, limit)
     output = OutputFile(target, loaded.fingerprint(), overwrite=overwrite)
     kept, scored = run_items(
@@ -210,7 +217,7 @@ def rescore_jsonl_file(
         sample_draw=(loaded.settings.samples, loaded.settings.sample_seed),
     )
     methods = loaded.settings.methods
-    metrics = group_metrics(items, methods, bootstrap_iters)
+    metrics = group_metrics(items, methods, bootstrap_iters, _maps(loaded))
     outcome = FileOutcome(path, target, None, file_counts(items, len(bad), kept, scored), bad, metrics, items)
     summary = {
         "source": str(path),
@@ -220,8 +227,8 @@ def rescore_jsonl_file(
         **loaded.semantic.as_record(),
         **outcome.counts,
         "bad_row_list": [b.as_dict() for b in bad],
-        "metrics": metrics.get("all", metric_values([], methods, 0)),
-        "higher_is_better": higher_is_better(methods),
+        "metrics": metrics.get("all", metric_values([], methods, 0, confidence_maps=_maps(loaded))),
+        "higher_is_better": higher_is_better(methods, list(_maps(loaded))),
     }
     write_json_atomic(target.with_name(f"{target.stem}.summary.json"), summary)
     return outcome

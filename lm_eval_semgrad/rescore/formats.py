@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..confidence.applied import ConfidenceSetup
 from ..hf.options import DEFAULT_CORRECTNESS_THRESHOLD
 from ..question_text import question_of
 from ..sample_log import SAMPLE_FIELD, correctness_labeller, layers_field, uncertainty_field
@@ -89,8 +90,10 @@ class HarnessFormat:
         correctness_metric: str | None,
         correctness_threshold: float = DEFAULT_CORRECTNESS_THRESHOLD,
         use_logged_ids: bool = True,
+        confidence: ConfidenceSetup | None = None,
     ) -> None:
         self.tokenizer, self.encoder, self.setup = tokenizer, encoder, setup
+        self.confidence = confidence
         self.task = task
         self.metric, self.threshold = correctness_metric, correctness_threshold
         self.use_logged_ids = use_logged_ids
@@ -208,6 +211,8 @@ class HarnessFormat:
 
     def output_row(self, item: Item) -> dict[str, Any]:
         first, scores = item.answers[0], item.scores[0] if item.scores else None
+        if self.confidence is not None:
+            self.confidence.warn_if_other_correctness(item.correctness)
         record = {
             **(item.extras[0] if item.extras else {}),
             "scores": scores, "response_ids": first.response_ids, "prompt_len": len(first.prompt_ids),
@@ -216,6 +221,7 @@ class HarnessFormat:
             **uncertainty_field(
                 record, item.correct, item.correctness, self.setup.position,
                 self.setup.layers, methods=self.setup.methods, missing_reason=_missing_reason(first),
+                p_correct=None if self.confidence is None else self.confidence.p_correct(scores),
             ),
             "rescored": True,
             "roundtrip": item.roundtrip,
@@ -251,13 +257,17 @@ class PlainFormat:
     """Rows {"prompt": str | "messages": [...], "response": str, "correct": 0/1 (optional)}.
 
     Optional: "response_ids" (scored verbatim), "truncated": true or "max_tokens": N (no EOS is
-    appended when the answer was cut by a token limit). Output rows get "scores" and "rescore".
+    appended when the answer was cut by a token limit). Output rows get "scores" and "rescore" (and
+    "p_correct" with a confidence file).
     """
 
     name = "plain JSONL"
 
-    def __init__(self, tokenizer: Any, encoder: PromptEncoder, setup: ScoringSetup) -> None:
+    def __init__(
+        self, tokenizer: Any, encoder: PromptEncoder, setup: ScoringSetup, confidence: ConfidenceSetup | None = None
+    ) -> None:
         self.tokenizer, self.encoder, self.setup = tokenizer, encoder, setup
+        self.confidence = confidence
 
     def resume_key(self, row: dict[str, Any]) -> Any:
         info = row.get("rescore")
@@ -316,10 +326,11 @@ class PlainFormat:
 
     def output_row(self, item: Item) -> dict[str, Any]:
         answer, scores = item.answers[0], item.scores[0] if item.scores else None
-        source = {k: v for k, v in item.source.items() if k not in ("scores", "rescore")}
+        source = {k: v for k, v in item.source.items() if k not in ("scores", "p_correct", "rescore")}
         return {
             **source,
             "scores": None if scores is None else dict(scores),
+            **({} if self.confidence is None else {"p_correct": self.confidence.p_correct(scores)}),
             "rescore": {
                 "line": item.line,
                 "response_ids": list(answer.response_ids),
@@ -333,7 +344,7 @@ class PlainFormat:
         }
 
     def kept_scores(self, item: Item, kept: dict[str, Any]) -> list[Scores | None] | None:
-        if not _same_source(item.source, kept, ("scores", "rescore")):
+        if not _same_source(item.source, kept, ("scores", "p_correct", "rescore")):
             return None
         info = kept.get("rescore")
         if not isinstance(info, dict):

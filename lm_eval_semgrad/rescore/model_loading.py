@@ -1,7 +1,7 @@
 """`--model_args` of the rescore command: the HF checkpoint to load, and the `semgrad_*` settings.
 
 Everything is checked before the weights are read (dtype, semantic position and layers against the
-model's config, the calibration file); the weights load only when there is something to score.
+model's config, the calibration and confidence files); the weights load only when there is something to score.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..confidence.applied import ConfidenceSetup, resolve_confidence
 from ..hf.embedded_models import resolve_embedded_model
 from ..hf.loading import LOAD_ARGS, ModelSource
 from ..hf.options import SemGradSettings, computed_scores, pop_settings
@@ -38,6 +39,7 @@ class LoadedModel:
     semantic: SemanticSetup
     max_length: int | None  # None: from the source run's results JSON, else the model config
     device: str | None = None
+    confidence: ConfidenceSetup | None = None  # the saved P(correct) maps applied (semgrad_confidence)
     _model: Any = field(default=None, repr=False)
 
     @property
@@ -103,6 +105,7 @@ def load_model(model_args: str, device: str | None = None) -> LoadedModel:
     recorded = dict(args)
     try:
         settings = pop_settings(args)
+        confidence = resolve_confidence(settings.confidence, settings.methods)
     except ValueError as exc:
         raise RescoreError(str(exc)) from None
     unknown = sorted(set(args) - set(KNOWN_ARGS))
@@ -117,6 +120,8 @@ def load_model(model_args: str, device: str | None = None) -> LoadedModel:
             "rescore: ignoring model arg(s) %s: they apply to generation (rescore scores saved answers in batches of "
             "--batch_size / semgrad_batch_size on --device)", ", ".join(ignored),
         )
+    if confidence is not None:
+        confidence.warn_if_other_model(args["pretrained"])
     args["pretrained"] = resolve_embedded_model(args["pretrained"], args)
     try:
         source = ModelSource.from_args(args)
@@ -127,7 +132,7 @@ def load_model(model_args: str, device: str | None = None) -> LoadedModel:
     max_length = args.get("max_length")
     return LoadedModel(
         source=source, tokenizer=tokenizer, settings=settings, args=recorded, semantic=semantic,
-        max_length=None if max_length is None else int(max_length), device=device,
+        max_length=None if max_length is None else int(max_length), device=device, confidence=confidence,
     )
 
 

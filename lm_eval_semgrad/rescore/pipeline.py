@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..logs import get_logger
+from ..metrics import ConfidenceMap
 from ..sample_log import SAMPLE_FIELD
 from ..sampling.sets import DEFAULT_SEED
 from .engine import Answer, Item, ScoreCache, score_items
@@ -205,11 +206,15 @@ def same_setup(row: dict[str, Any], setup: ScoringSetup) -> bool:
     return info.get("position") == setup.position and info.get("layers") == setup.layers_field
 
 
-def group_metrics(items: Sequence[Item], methods: Sequence[str], bootstrap_iters: int) -> dict[str, dict[str, Any]]:
+def group_metrics(
+    items: Sequence[Item], methods: Sequence[str], bootstrap_iters: int,
+    confidence_maps: Mapping[str, ConfidenceMap] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """The metrics of each group (filter) of items: uncertainty metrics, and calibration metrics of the maps."""
     groups: dict[str, list[Item]] = {}
     for item in items:
         groups.setdefault(item.group, []).append(item)
     return {
-        group: metric_values(uncertainty_samples(members), methods, bootstrap_iters)
+        group: metric_values(uncertainty_samples(members), methods, bootstrap_iters, confidence_maps=confidence_maps)
         for group, members in groups.items()
     }

@@ -5,13 +5,19 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from .. import methods as registry
-from ..metrics import HIGHER_IS_BETTER, METRICS
-from ..sample_metrics import UncertaintyAggregation, UncertaintySample
+from ..metrics import HIGHER_IS_BETTER, METRICS, ConfidenceMap
+from ..sample_metrics import (
+    CONFIDENCE_METRICS,
+    UncertaintyAggregation,
+    UncertaintySample,
+    confidence_aggregations,
+    confidence_higher_is_better,
+)
 from ..version import __version__
 from .engine import Item
 from .formats import json_key
@@ -34,30 +40,36 @@ def uncertainty_samples(items: Iterable[Item]) -> list[UncertaintySample]:
 
 
 def metric_values(
-    samples: Sequence[UncertaintySample], methods: Sequence[str], bootstrap_iters: int, suffix: str = ""
+    samples: Sequence[UncertaintySample], methods: Sequence[str], bootstrap_iters: int, suffix: str = "",
+    confidence_maps: Mapping[str, ConfidenceMap] | None = None,
 ) -> dict[str, Any]:
     """{"{method}_{metric}{suffix}": value, "{method}_{metric}_stderr{suffix}": stderr}, as lm-eval writes them.
 
-    The same `UncertaintyAggregation` objects semgrad-hf hands to lm-eval, so rescored and inline
-    runs of the same scores give the same numbers. stderr is "N/A" when not computable or when
-    `bootstrap_iters` is 0.
+    The same `UncertaintyAggregation` (and, for `confidence_maps`, `ConfidenceAggregation`) objects
+    semgrad-hf hands to lm-eval, so rescored and inline runs of the same scores give the same
+    numbers. stderr is "N/A" when not computable or when `bootstrap_iters` is 0.
     """
+    aggregations = {
+        f"{method}_{metric}": UncertaintyAggregation(method, metric) for method in methods for metric in METRICS
+    }
+    aggregations.update(confidence_aggregations(confidence_maps or {}))
     out: dict[str, Any] = {}
-    for method in methods:
-        for metric in METRICS:
-            aggregation = UncertaintyAggregation(method, metric)
-            if samples:
-                value = aggregation(samples)
-                stderr = aggregation.stderr(samples, bootstrap_iters) if bootstrap_iters > 0 else "N/A"
-            else:
-                value, stderr = math.nan, "N/A"
-            out[f"{method}_{metric}{suffix}"] = value
-            out[f"{method}_{metric}_stderr{suffix}"] = stderr
+    for key, aggregation in aggregations.items():
+        if samples:
+            value = aggregation(samples)
+            stderr = aggregation.stderr(samples, bootstrap_iters) if bootstrap_iters > 0 else "N/A"
+        else:
+            value, stderr = math.nan, "N/A"
+        out[f"{key}{suffix}"] = value
+        out[f"{key}_stderr{suffix}"] = stderr
     return out
 
 
-def higher_is_better(methods: Sequence[str]) -> dict[str, bool]:
-    return {f"{method}_{metric}": HIGHER_IS_BETTER[metric] for method in methods for metric in METRICS}
+def higher_is_better(methods: Sequence[str], confidence_methods: Sequence[str] = ()) -> dict[str, bool]:
+    return {
+        **{f"{method}_{metric}": HIGHER_IS_BETTER[metric] for method in methods for metric in METRICS},
+        **confidence_higher_is_better(confidence_methods),
+    }
 
 
 def file_counts(items: Sequence[Item], bad_rows: int, kept: int, scored_now: int) -> dict[str, int]:
@@ -80,15 +92,17 @@ def add_counts(total: dict[str, int], counts: dict[str, int]) -> None:
 
 
 def is_uncertainty_key(key: str) -> bool:
-    """Whether a results key ("semgrad_auroc,none", "g_nll_prr_stderr,none") is an uncertainty metric."""
+    """Whether a results key ("semgrad_auroc,none", "g_nll_ece_stderr,none") is an uncertainty or calibration metric."""
     name = key.split(",", 1)[0].removesuffix("_stderr")
-    return any(name == f"{method}_{metric}" for method in registry.available() for metric in METRICS)
+    metrics = (*METRICS, *CONFIDENCE_METRICS)
+    return any(name == f"{method}_{metric}" for method in registry.available() for metric in metrics)
 
 
 def write_results_file(path: Path, loaded: Any, members: Sequence[tuple[Any, Any]], batch_size: int, bootstrap_iters: int) -> None:
     """One run's `results_<timestamp>.json` in lm-eval's layout: the tasks' own metrics from the source run
     (copied), the uncertainty metrics of the rescored rows, and how they were made under `config`/`rescore`."""
     methods = loaded.settings.methods
+    confidence = loaded.confidence
     data: dict[str, Any] = {
         "results": {}, "group_subtasks": {}, "configs": {}, "versions": {}, "n-shot": {},
         "higher_is_better": {}, "n-samples": {},
@@ -111,7 +125,7 @@ def write_results_file(path: Path, loaded: Any, members: Sequence[tuple[Any, Any
         source_hib = ((source.results or {}).get("higher_is_better") or {}).get(task) or {}
         data["higher_is_better"][task] = {
             **{k: v for k, v in source_hib.items() if not is_uncertainty_key(k)},
-            **higher_is_better(methods),
+            **higher_is_better(methods, () if confidence is None else confidence.methods),
         }
         summary[task] = {
             **outcome.counts,
@@ -130,7 +144,10 @@ def write_results_file(path: Path, loaded: Any, members: Sequence[tuple[Any, Any
         "source_files": [str(s.path) for s, _ in members],
         "source_model": (first_results.get("config") or {}).get("model"),
         "source_model_args": (first_results.get("config") or {}).get("model_args"),
-        "semgrad": {**loaded.semantic.as_record(), "methods": list(methods), "version": __version__},
+        "semgrad": {
+            **loaded.semantic.as_record(), "methods": list(methods),
+            "confidence": None if confidence is None else confidence.as_record(), "version": __version__,
+        },
     }
     data["rescore"] = {
         **loaded.semantic.as_record(),
