@@ -24,9 +24,10 @@ import json
 import os
 import platform
 import re
-import subprocess
 import sys
 from pathlib import Path
+
+from timed_run import run  # bench/ is on sys.path when a script here runs
 
 METHODS = "semgrad:hybridgrad:se:discrete_se:self_con:deg:eigv:ecc:sar:token_sar:sentence_sar:sd"
 DEBERTA_V2_XLARGE = dict(
@@ -74,18 +75,6 @@ def build_models(work: Path) -> tuple[Path, Path]:
             tokenizer.save_pretrained(folder)
         built.append(folder)
     return built[0], built[1]
-
-
-def run(command: list[str], log: Path) -> tuple[str, int]:
-    """Run under GNU time; (combined output, peak RSS in KiB)."""
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    result = subprocess.run(["/usr/bin/time", "-v", *command], capture_output=True, text=True, env=env)
-    text = result.stdout + result.stderr
-    log.write_text(text)
-    if result.returncode != 0:
-        raise SystemExit(f"{command[0]} failed ({result.returncode}); see {log}")
-    peak = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
-    return text, int(peak.group(1)) if peak else -1
 
 
 def main() -> None:

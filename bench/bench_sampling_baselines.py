@@ -23,19 +23,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from timed_run import run  # bench/ is on sys.path when a script here runs
+
 METHODS = "semgrad:hybridgrad:exgrad:paragrad:g_nll:ln_pe:pe:p_true:inside:mi:lex_sim"
-
-
-def run(command: list[str], log: Path) -> tuple[str, int]:
-    """Run under GNU time; (combined output, peak RSS in KiB)."""
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    result = subprocess.run(["/usr/bin/time", "-v", *command], capture_output=True, text=True, env=env)
-    text = result.stdout + result.stderr
-    log.write_text(text)
-    if result.returncode != 0:
-        raise SystemExit(f"{command[0]} failed ({result.returncode}); see {log}")
-    peak = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
-    return text, int(peak.group(1)) if peak else -1
 
 
 def main() -> None:
