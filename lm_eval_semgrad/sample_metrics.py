@@ -29,6 +29,7 @@ from .metrics import (
     log_loss,
     selective_accuracy,
 )
+from .metrics.confidence import SELECTIVE_PERCENTS
 from .sample_log import Record
 
 logger = get_logger(__name__)
@@ -42,7 +43,7 @@ CONFIDENCE_METRICS: dict[str, tuple[Callable[..., float], bool, bool]] = {
     "brier": (brier, True, False),
     "log_loss": (log_loss, True, False),
     **{f"selective_accuracy_{percent}": (partial(selective_accuracy, coverage=percent / 100), False, True)
-       for percent in (50, 80, 90)},
+       for percent in SELECTIVE_PERCENTS},
 }
 
 

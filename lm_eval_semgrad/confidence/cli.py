@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from ..cli_common import output_problem
+from ..metrics.confidence import MAP_METHODS
 
 HELP = "Fit P(correct) maps of the uncertainty scores on a dev run (applied with semgrad_confidence=FILE)"
 
@@ -26,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fit.add_argument("--output_path", "-o", required=True, metavar="FILE", help="the confidence JSON to write")
     fit.add_argument("--methods", default=None, metavar="M1,M2",
                      help="only these scores, comma-separated (default: every score in the sample log)")
-    fit.add_argument("--confidence_method", choices=("isotonic", "platt"), default="isotonic",
+    fit.add_argument("--confidence_method", choices=MAP_METHODS, default="isotonic",
                      help="isotonic regression (default) or Platt scaling (a logistic curve)")
     fit.add_argument("--task", default=None, help="the task to fit on, when the runs hold several")
     fit.add_argument("--filter", default=None, help="the filter to fit on, when the task has several")

@@ -50,10 +50,13 @@ __all__ = [
     "reliability_curve",
     "calibration_metrics",
     "PLATT_L2",
+    "MAP_METHODS",
+    "SELECTIVE_PERCENTS",
+    "CALIBRATION_METRIC_NAMES",
 ]
 
 Method = Literal["isotonic", "platt"]
-_METHODS = ("isotonic", "platt")
+MAP_METHODS: tuple[Method, ...] = ("isotonic", "platt")
 
 PLATT_L2 = 1e-10
 """L2 penalty on the slope of the *standardised* score in Platt scaling (intercept unpenalised).
@@ -63,7 +66,9 @@ the score separates the classes perfectly (where the estimate does not exist).""
 
 _NEWTON_MAX_ITER = 200
 _NEWTON_TOL = 1e-10  # stop when no parameter moves by more than this (standardised units)
-_SELECTIVE_COVERAGES = (0.5, 0.8, 0.9)
+SELECTIVE_PERCENTS = (50, 80, 90)
+#: the keys of :func:`calibration_metrics`, in its order
+CALIBRATION_METRIC_NAMES = ("ece", "brier", "log_loss", *(f"selective_accuracy_{k}" for k in SELECTIVE_PERCENTS))
 
 
 # --------------------------------------------------------------------------
@@ -76,8 +81,8 @@ def _is_int(x: Any) -> bool:
 
 
 def _check_method(method: Any) -> None:
-    if method not in _METHODS:
-        raise ValueError(f"method must be one of {list(_METHODS)}, got {method!r}")
+    if method not in MAP_METHODS:
+        raise ValueError(f"method must be one of {list(MAP_METHODS)}, got {method!r}")
 
 
 def _check_folds(folds: int) -> None:
@@ -632,6 +637,6 @@ def calibration_metrics(
     out: dict[str, BootstrapResult] = {}
     for name, fn in (("ece", partial(ece, bins=bins)), ("brier", brier), ("log_loss", log_loss)):
         out[name] = undefined if np.isnan(p[0]) else boot(fn, p, c)  # p is all NaN or has none
-    for coverage in _SELECTIVE_COVERAGES:
-        out[f"selective_accuracy_{round(100 * coverage)}"] = boot(partial(selective_accuracy, coverage=coverage), u, c)
+    for percent in SELECTIVE_PERCENTS:
+        out[f"selective_accuracy_{percent}"] = boot(partial(selective_accuracy, coverage=percent / 100), u, c)
     return out

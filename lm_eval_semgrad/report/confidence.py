@@ -18,6 +18,7 @@ import numpy as np
 
 from ..metrics import BootstrapResult, brier, calibration_metrics, cross_fit_probabilities, ece, log_loss
 from ..metrics import selective_accuracy as _selective_accuracy
+from ..metrics.confidence import CALIBRATION_METRIC_NAMES, MAP_METHODS, SELECTIVE_PERCENTS
 
 __all__ = [
     "CONFIDENCE_METHODS",
@@ -30,9 +31,9 @@ __all__ = [
     "unavailable",
 ]
 
-CONFIDENCE_METHODS = ("isotonic", "platt")
-_COVERAGES = (50, 80, 90)
-CONFIDENCE_NAMES = ("ece", "brier", "log_loss", *(f"selective_accuracy_{k}" for k in _COVERAGES))
+CONFIDENCE_METHODS = MAP_METHODS
+_COVERAGES = SELECTIVE_PERCENTS
+CONFIDENCE_NAMES = CALIBRATION_METRIC_NAMES
 CONFIDENCE_LABELS = {
     "ece": "ECE", "brier": "Brier", "log_loss": "Log loss",
     **{f"selective_accuracy_{k}": f"Sel. acc @{k}%" for k in _COVERAGES},
