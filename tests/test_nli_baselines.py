@@ -76,6 +76,18 @@ def test_identical_pairs_are_scored_once(models):
     assert sum(seen) == 2
 
 
+def test_pairs_go_through_the_model_shortest_first_with_the_values_of_one_pair_at_a_time(models):
+    nli = NLIModel.load(str(models[0]), "cpu", batch_size=2)
+    shapes = []
+    nli.model.register_forward_hook(lambda module, args, kwargs, out: shapes.append(tuple(kwargs["input_ids"].shape)),
+                                    with_kwargs=True)
+    pairs = [("q " + "long " * 30, "a"), ("q", "b"), ("q " + "long " * 20, "c"), ("q", "d b")]
+    got = nli.probabilities(pairs)
+    lengths = sorted(len(nli.tokenizer(a, b)["input_ids"]) for a, b in pairs)
+    assert shapes == [(2, lengths[1]), (2, lengths[3])]  # the two short pairs together, then the two long ones
+    assert np.allclose(got, nli_rows(models[0], pairs), atol=1e-6)
+
+
 def test_a_missing_default_model_says_how_to_pass_a_local_path():
     with pytest.raises(ValueError, match="(?s)semgrad_nli=microsoft/deberta-v2-xlarge-mnli: the NLI model could not be "
                                          "loaded .* pass semgrad_nli=/path/to/its/folder"):

@@ -16,6 +16,7 @@ from lm_eval_semgrad.sampling.generation import draw_samples
 from lm_eval_semgrad.sampling.p_true import p_true_prompt
 from lm_eval_semgrad.sampling.scorer import Question, SamplingScorer
 from lm_eval_semgrad.sampling.sets import SAMPLE_SETS, sample_set
+from lm_eval_semgrad.sampling.teacher_forcing import continuation_logprobs
 
 EOS = 3
 PROMPTS = [[5, 6, 7, 8, 9], [10, 11, 12], [13, 14, 15, 16, 17, 18]]
@@ -205,6 +206,43 @@ def test_mutual_information_from_the_logged_samples_and_independent_mu2_passes(m
         marginal = (mu1[:, None] * mu2).sum(0)
         expected = float((joint * np.log(np.maximum(joint / (mu1[:, None] * marginal[None, :]), 1e-100))).sum())
         assert result.scores["mi"] == pytest.approx(expected, rel=1e-5, abs=1e-12)
+
+
+
+class WithoutLogitsToKeep(torch.nn.Module):
+    """A causal LM whose forward has no `logits_to_keep`: every column's logits are computed."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.inner = model
+
+    def forward(self, input_ids, attention_mask, use_cache):
+        return self.inner(input_ids=input_ids, attention_mask=attention_mask, use_cache=use_cache)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.1])
+def test_continuation_logprobs_equal_one_full_forward_per_pair(model, temperature):
+    prefixes = [[5, 6, 7, 8, 9, 10, 11, 12], [13, 14], [15, 16, 17, 18, 19], [20, 21, 22]]
+    continuations = [[30, 31], [32, 33, 34, 35, 36, 37], [38], [39, 40]]
+    expected = []
+    for prefix, continuation in zip(prefixes, continuations):
+        with torch.no_grad():
+            logits = model(torch.tensor([prefix + continuation])).logits[0, len(prefix) - 1 : -1].float()
+        expected.append(torch.log_softmax(logits / temperature, -1).gather(-1, torch.tensor(continuation)[:, None])[:, 0])
+    columns = []
+    hook = model.lm_head.register_forward_hook(lambda module, args, out: columns.append(args[0].shape[1]))
+    try:
+        fast = continuation_logprobs(model, prefixes, continuations, temperature=temperature, batch_size=3)
+        full = continuation_logprobs(WithoutLogitsToKeep(model), prefixes, continuations, temperature=temperature,
+                                     batch_size=3)
+    finally:
+        hook.remove()
+    for got in (fast, full):
+        for row, want in zip(got, expected):
+            assert row == pytest.approx(want.tolist(), abs=1e-5)
+    # the longest rows first: lengths 10, 8, 6 (prefixes 8, 2, 5) in one batch, 5 (prefix 3) in the other; the
+    # projection runs from each batch's earliest continuation on, or over every column without logits_to_keep
+    assert columns == [10 - 2 + 1, 5 - 3 + 1, 10, 5]
 
 
 # --------------------------------------------------------------------------- missing scores, bad settings

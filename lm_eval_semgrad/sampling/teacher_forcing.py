@@ -2,7 +2,9 @@
 
 `log_softmax(logits / temperature)` over the full vocabulary at each continuation token, as the
 reference code's `read_logits` computes them: no top-k or top-p. Batches are right-padded (causal
-attention: a row never sees its padding), sorted by length to pad little.
+attention: a row never sees its padding), sorted by length to pad little, and the output projection
+runs only over the columns from the batch's earliest continuation on (where the model supports it):
+M.I.'s prompts are long and its answers a few tokens.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..scoring.model_access import model_device
+from ..scoring.model_access import logits_to_keep_kwargs, model_device
 
 
 @torch.no_grad()
@@ -47,9 +49,12 @@ def continuation_logprobs(
                 ids = [*prefixes[i], *continuations[i]]
                 input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
                 attention_mask[row, : len(ids)] = 1
-            logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), use_cache=False).logits
+            kept = width - min(len(prefixes[i]) for i in chunk) + 1  # the last columns: every continuation's
+            logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), use_cache=False,
+                           **logits_to_keep_kwargs(model, kept)).logits
+            offset = width - logits.shape[1]  # 0 when the model computed every column
             for row, i in enumerate(chunk):
-                first, count = len(prefixes[i]), len(continuations[i])
+                first, count = len(prefixes[i]) - offset, len(continuations[i])
                 rows = torch.log_softmax(logits[row, first - 1 : first - 1 + count].float() / temperature, dim=-1)
                 targets = torch.tensor(list(continuations[i]), device=rows.device)
                 results[i] = rows.gather(-1, targets[:, None])[:, 0].double().cpu().tolist()
