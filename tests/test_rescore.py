@@ -447,3 +447,16 @@ def test_a_resumed_rescore_that_adds_sampling_methods_scores_them(runs, rescored
     assert rescore("--model_args", f"pretrained={runs.model_dir}{SAMPLED_ARGS}", runs.hf, "--output_path", out) == 0
     for row in read_rows(samples_file(out, "qa_parity")):
         assert {"ln_pe", "p_true", "mi", "lex_sim"} <= set(row["uncertainty"]["scores"]) | set(row["uncertainty"].get("missing", {}))
+
+
+def test_why_a_metric_is_undefined_is_logged_once_not_once_per_method_and_metric(caplog):
+    from lm_eval_semgrad.rescore.results import metric_values
+    from lm_eval_semgrad.sample_metrics import UncertaintySample
+
+    samples = [UncertaintySample(record={"scores": {"semgrad": float(i), "g_nll": 2.0 * i}}, correct=0, label="x")
+               for i in range(4)]
+    with caplog.at_level("WARNING"):
+        values = metric_values(samples, ["semgrad", "g_nll"], bootstrap_iters=0)
+    assert math.isnan(values["semgrad_auroc"]) and math.isnan(values["g_nll_auroc"])
+    said = [record.getMessage() for record in caplog.records if "scored answers are wrong" in record.getMessage()]
+    assert len(said) == 1, said

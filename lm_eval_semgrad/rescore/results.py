@@ -49,8 +49,9 @@ def metric_values(
     semgrad-hf hands to lm-eval, so rescored and inline runs of the same scores give the same
     numbers. stderr is "N/A" when not computable or when `bootstrap_iters` is 0.
     """
+    warned: set[tuple[str, ...]] = set()  # why a value is NaN is said once, not once per method and metric
     aggregations = {
-        f"{method}_{metric}": UncertaintyAggregation(method, metric) for method in methods for metric in METRICS
+        f"{method}_{metric}": UncertaintyAggregation(method, metric, warned) for method in methods for metric in METRICS
     }
     aggregations.update(confidence_aggregations(confidence_maps or {}))
     out: dict[str, Any] = {}
