@@ -27,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model_args", required=True,
                         help="as for lm_eval: pretrained=PATH plus dtype, revision, gguf_file, add_bos_token, "
                              "max_length and the semgrad_* args (position, layers, methods, calibration, confidence, "
-                             "correctness)")
+                             "correctness, memory, and for the sampling baselines samples, sample_seed, nli, "
+                             "cross_encoder, aux_device, aux_batch_size)")
     parser.add_argument("--jsonl", action="append", default=[], metavar="FILE",
                         help='plain JSONL rows {"prompt" | "messages", "response", "correct"}; repeatable')
     parser.add_argument("--output_path", "-o", required=True, metavar="DIR", help="folder for the rescored files")
