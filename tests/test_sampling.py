@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from rouge_score import rouge_scorer
-from tiny_models import build_chat_tokenizer, tiny_llama
+from tiny_models import build_chat_tokenizer, tiny_gemma2_softcapped, tiny_llama, tiny_qwen2, tiny_qwen3_tied
 from transformers import LlamaConfig, LlamaForCausalLM, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
 from lm_eval_semgrad.hf.options import pop_settings
@@ -243,6 +243,37 @@ def test_continuation_logprobs_equal_one_full_forward_per_pair(model, temperatur
     # the longest rows first: lengths 10, 8, 6 (prefixes 8, 2, 5) in one batch, 5 (prefix 3) in the other; the
     # projection runs from each batch's earliest continuation on, or over every column without logits_to_keep
     assert columns == [10 - 2 + 1, 5 - 3 + 1, 10, 5]
+
+
+
+def full_forward_logprobs(model, prefix, continuation, temperature=1.0):
+    """log_softmax(logits / T) at each continuation token, from one uncached forward over prefix + continuation."""
+    with torch.no_grad():
+        logits = model(torch.tensor([prefix + continuation]), use_cache=False).logits[0, len(prefix) - 1 : -1].float()
+    return torch.log_softmax(logits / temperature, -1).gather(-1, torch.tensor(continuation)[:, None])[:, 0].tolist()
+
+
+@pytest.mark.parametrize("build", [tiny_llama, tiny_qwen2, tiny_qwen3_tied, tiny_gemma2_softcapped])
+def test_a_shared_prefix_runs_once_and_its_continuations_get_the_values_of_a_full_forward(build):
+    """M.I.'s layout (every cluster's answer after the same prompt) beside pairs with a prefix of their own."""
+    model = build()
+    shared, other = [5, 6, 7, 8, 9, 10, 11], [12, 13, 14]
+    prefixes = [shared, other, shared, shared, shared, [15, 16]]
+    continuations = [[30, 31, 32], [33], [34], [35, 36, 37, 38, 39], [40, 41], [42, 43]]
+    calls = []
+    hook = model.get_input_embeddings().register_forward_hook(lambda module, args, out: calls.append(tuple(args[0].shape)))
+    try:
+        got = continuation_logprobs(model, prefixes, continuations, temperature=0.1, batch_size=3)
+    finally:
+        hook.remove()
+    without_cache = continuation_logprobs(WithoutLogitsToKeep(model), prefixes, continuations, temperature=0.1,
+                                          batch_size=3)  # a forward that takes no KV cache: every pair whole
+    for prefix, continuation, row, whole in zip(prefixes, continuations, got, without_cache):
+        expected = full_forward_logprobs(model, prefix, continuation, 0.1)
+        assert row == pytest.approx(expected, rel=1e-5, abs=1e-5) and whole == pytest.approx(expected, rel=1e-5, abs=1e-5)
+    # the shared prefix once; its continuations of 5, 3 and 2 tokens (all but their last token) together, the one of
+    # 1 token from the prefix's last logits alone; then the two pairs with a prefix of their own, whole
+    assert calls == [(1, 7), (3, 4), (2, 4)]
 
 
 # --------------------------------------------------------------------------- missing scores, bad settings
