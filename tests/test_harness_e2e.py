@@ -381,3 +381,47 @@ def test_nli_and_cross_encoder_baselines_log_what_they_compared(setup, tmp_path)
         assert w.shape == (3, 3) and np.allclose(w, w.T) and np.allclose(np.diag(w), 1)
         for method in ("se", "discrete_se", "self_con", "deg", "eigv", "ecc", "sar", "token_sar", "sentence_sar", "sd"):
             assert method in info["scores"] or method in info["missing"], method
+
+
+class Interrupted(Exception):
+    """Stands for whatever stops a run midway (a crash, Ctrl-C, a lost machine)."""
+
+
+def test_a_run_interrupted_in_the_sampling_stage_resumes_with_the_questions_it_finished(setup, tmp_path, monkeypatch):
+    """Each question's record is kept (`--use_cache`) as soon as its sampling methods are scored: a resumed run
+    samples only the questions the interrupted one had not finished."""
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    from lm_eval_semgrad.sampling.scorer import SamplingScorer
+
+    root, model_dir, tasks_dir = setup
+    score_questions = SamplingScorer.score
+    sampled: list[int] = []
+
+    def interrupted_at_the_second_call(self, questions, progress=None):
+        if len(sampled) == 1:
+            raise Interrupted
+        sampled.append(len(questions))
+        return score_questions(self, questions, progress)
+
+    run = dict(model="semgrad-hf", tasks=["qa_parity"], limit=8, device="cpu", apply_chat_template=True, log_samples=True,
+               model_args=f"pretrained={model_dir},semgrad_batch_size=2,semgrad_methods=semgrad:ln_pe,semgrad_samples=2",
+               use_cache=str(tmp_path / "cache" / "lm"), task_manager=TaskManager(include_path=str(tasks_dir)))
+    monkeypatch.setattr(SamplingScorer, "score", interrupted_at_the_second_call)
+    with pytest.raises(Interrupted):
+        simple_evaluate(**run)
+    assert sampled == [2]  # two questions were sampled and scored before the interruption
+
+    def counted(self, questions, progress=None):
+        sampled.append(len(questions))
+        return score_questions(self, questions, progress)
+
+    monkeypatch.setattr(SamplingScorer, "score", counted)
+    rows = simple_evaluate(**run)["samples"]["qa_parity"]
+    assert sum(sampled[1:]) == 6  # the resumed run sampled the other six only
+    assert len(rows) == 8
+    for row in rows:
+        info = row["uncertainty"]
+        assert math.isfinite(info["scores"]["semgrad"]) and math.isfinite(info["scores"]["ln_pe"])
+        assert len(info["samples"]["se"]) == 2

@@ -190,6 +190,8 @@ class SemGradHFLM(HFLM):
                 f"({pending.text[:60]!r}); the scores cannot be paired with their requests. Nothing was logged."
             )
         self._generated.append((tuple(request_args), text, pending.answer))
+        if pending.answer.record is not None:  # kept now: a run interrupted later resumes with this answer's scores
+            self.score_store.save(request_args, pending.answer.record)
         if not self._checked_prompt_format:
             self._checked_prompt_format = True
             self._warn_if_prompt_lacks_chat_format(str(request_args[0]))
@@ -242,14 +244,19 @@ class SemGradHFLM(HFLM):
                 answered.append((request, answer.record))
         self._generated = []
         self._complete_sampled_baselines(answered)
-        for request, record in answered:
-            self.score_store.save(request.args, record)
         return answers
 
     def _complete_sampled_baselines(self, answered: list[tuple[Instance, Record]]) -> None:
-        if not self.sampled.active or not answered:
+        """Add the sampling methods' scores to these records; each record is kept for a resumed run (`--use_cache`)
+        as soon as it is complete, so that an interrupted sampling stage loses at most the questions in progress."""
+        def keep(request: Instance, record: Record) -> None:
+            self.score_store.save(request.args, record)
+
+        if not self.sampled.active:
+            for request, record in answered:
+                keep(request, record)
             return
-        self.sampled.complete(answered)
+        self.sampled.complete(answered, completed=keep)
         for stage, seconds in self.sampled.scorer.seconds.items():
             self.seconds[f"sampling:{stage}"] = seconds
 
@@ -299,8 +306,6 @@ class SemGradHFLM(HFLM):
                 attach_answer(request, ScoredAnswer(fresh))
                 refreshed.append((request, fresh))
             self._complete_sampled_baselines(refreshed)
-            for request, fresh in refreshed:
-                self.score_store.save(request.args, fresh)
 
     # -- generation + grad pass ----------------------------------------------------------------
 

@@ -9,7 +9,7 @@ merged into the record, which the sample log and `--use_cache` keep.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs
@@ -20,7 +20,7 @@ from ..hf.response_tokens import answer_cutter
 from ..question_text import question_of
 from ..sample_log import Record
 from ..sampling.auxiliary import auxiliary_factories
-from ..sampling.scorer import SCORERS, Question, SamplingScorer
+from ..sampling.scorer import SCORERS, Question, SamplingResult, SamplingScorer
 
 
 class SampledBaselines:
@@ -28,6 +28,8 @@ class SampledBaselines:
 
     def __init__(self, lm: Any, settings: SemGradSettings, *, rows_per_call: int) -> None:
         self.lm = lm
+        #: questions per scorer call: enough to fill its batches (each question has K >= 2 samples per set)
+        self.questions_per_call = max(1, rows_per_call)
         self.methods = tuple(name for name in settings.methods if name in SCORERS)
         self.tasks: dict[str, Any] = {}  # task name -> task, set by the evaluator hooks (for doc_to_text)
         self.scorer = SamplingScorer(
@@ -41,8 +43,14 @@ class SampledBaselines:
     def active(self) -> bool:
         return bool(self.methods)
 
-    def complete(self, answered: Sequence[tuple[Any, Record]]) -> None:
-        """Add the sampling methods' scores (or reasons) to the records of these (request, record) pairs."""
+    def complete(
+        self, answered: Sequence[tuple[Any, Record]], completed: Callable[[Any, Record], None] | None = None
+    ) -> None:
+        """Add the sampling methods' scores (or reasons) to the records of these (request, record) pairs.
+
+        Questions go to the scorer `questions_per_call` at a time; `completed(request, record)`, if given, is called
+        for each record as soon as its scores are in (the harness keeps it for a resumed run then).
+        """
         todo = [(request, record) for request, record in answered if not self._covered(record)]
         if not self.active or not todo:
             return
@@ -55,16 +63,14 @@ class SampledBaselines:
         total = len(questions) * self.scorer.samples_per_question()
         bar = tqdm(total=total, desc="semgrad sampling", unit="sample", disable=self.lm.rank != 0 or not total)
         try:
-            results = self.scorer.score(questions, progress=bar.update)
+            for start in range(0, len(todo), self.questions_per_call):
+                chunk = slice(start, start + self.questions_per_call)
+                for (request, record), result in zip(todo[chunk], self.scorer.score(questions[chunk], progress=bar.update)):
+                    _merge(record, result)
+                    if completed is not None:
+                        completed(request, record)
         finally:
             bar.close()
-        for (_, record), result in zip(todo, results):
-            record["scores"] = {**record["scores"], **result.scores}
-            record["missing"] = {**record.get("missing", {}), **result.missing}
-            record["samples"] = {**record.get("samples", {}), **result.samples}
-            record["sampling"] = {**record.get("sampling", {}), **result.sampling}
-            record["clusters"] = {**record.get("clusters", {}), **result.clusters}
-            record["similarity"] = {**record.get("similarity", {}), **result.similarity}
 
     def _covered(self, record: Record) -> bool:
         done = set(record.get("scores") or {}) | set(record.get("missing") or {})
@@ -87,3 +93,13 @@ class SampledBaselines:
 
     def _decode_raw(self, tokens: Sequence[int]) -> str:
         return self.lm.tokenizer.decode(list(tokens), skip_special_tokens=False)
+
+
+def _merge(record: Record, result: SamplingResult) -> None:
+    """A question's sampling scores, reasons and what they came from, into its record."""
+    record["scores"] = {**record["scores"], **result.scores}
+    record["missing"] = {**record.get("missing", {}), **result.missing}
+    record["samples"] = {**record.get("samples", {}), **result.samples}
+    record["sampling"] = {**record.get("sampling", {}), **result.sampling}
+    record["clusters"] = {**record.get("clusters", {}), **result.clusters}
+    record["similarity"] = {**record.get("similarity", {}), **result.similarity}
