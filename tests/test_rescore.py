@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from harness_fixtures import offline_env, write_tasks
@@ -460,3 +461,24 @@ def test_why_a_metric_is_undefined_is_logged_once_not_once_per_method_and_metric
     assert math.isnan(values["semgrad_auroc"]) and math.isnan(values["g_nll_auroc"])
     said = [record.getMessage() for record in caplog.records if "scored answers are wrong" in record.getMessage()]
     assert len(said) == 1, said
+
+
+def test_the_python_api_takes_the_auxiliary_models_of_the_nli_and_cross_encoder_baselines(tiny, tmp_path):
+    from tiny_models import save_tiny_cross_encoder, save_tiny_nli_model
+
+    from lm_eval_semgrad.rescore import rescore_jsonl
+
+    model, tokenizer = tiny
+    nli, ce = save_tiny_nli_model(tmp_path / "nli"), save_tiny_cross_encoder(tmp_path / "ce")
+    rows = [{"messages": [{"role": "user", "content": q}], "response": " water", "correct": i % 2, "max_tokens": 12}
+            for i, q in enumerate(["what is water made of ?", "what do bees make ?"])]
+    result = rescore_jsonl(model, tokenizer, rows, methods=["semgrad", "self_con", "deg", "sar"], samples=2,
+                           nli=str(nli), cross_encoder=str(ce), aux_device="cpu", aux_batch_size=3, bootstrap_iters=0)
+    for row in result.rows:
+        extras = row["rescore"]
+        assert set(extras["samples"]) == {"sc", "sar"} and len(extras["samples"]["sc"]) == 2
+        assert np.array(extras["similarity"]["sc"]).shape == (2, 2)
+        for method in ("self_con", "deg", "sar"):
+            assert method in row["scores"] or method in extras["missing"], method
+    with pytest.raises(ValueError, match="could not be loaded"):  # the default hub id is not reachable offline
+        rescore_jsonl(model, tokenizer, rows, methods=["self_con"], samples=2, bootstrap_iters=0)

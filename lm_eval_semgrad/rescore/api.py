@@ -17,7 +17,14 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..hf.chat_positions import resolve_position
-from ..hf.options import DEFAULT_CORRECTNESS_THRESHOLD, DEFAULT_METHODS, SemGradSettings, computed_scores
+from ..hf.options import (
+    DEFAULT_CORRECTNESS_THRESHOLD,
+    DEFAULT_CROSS_ENCODER,
+    DEFAULT_METHODS,
+    DEFAULT_NLI,
+    SemGradSettings,
+    computed_scores,
+)
 from ..sampling.sets import DEFAULT_SEED
 from .encoding import DEFAULT_MAX_LENGTH, PromptEncoder
 from .formats import HarnessFormat, PlainFormat, ScoringSetup
@@ -45,6 +52,10 @@ def rescore_samples(
     progress: bool = False,
     samples: int | None = None,
     sample_seed: int = DEFAULT_SEED,
+    nli: str = DEFAULT_NLI,
+    cross_encoder: str = DEFAULT_CROSS_ENCODER,
+    aux_device: str | None = None,
+    aux_batch_size: int = 32,
 ) -> RescoreResult:
     """SemGrad scores for lm-eval sample rows (dicts as in `samples_<task>_*.jsonl`), without generating.
 
@@ -53,7 +64,9 @@ def rescore_samples(
     answers (default: the first numeric metric the row lists; `>= correctness_threshold` = correct).
     `position=None` resolves tau as semgrad-hf does (chat template, else -1). Rows logged by
     semgrad-hf are scored on their logged `response_ids` unless `use_logged_ids=False`. Sampling
-    methods among `methods` draw their sample sets (`samples` answers each, seeded by `sample_seed`).
+    methods among `methods` draw their sample sets (`samples` answers each, seeded by `sample_seed`); the NLI- and
+    cross-encoder-based ones load `nli` / `cross_encoder` (a path or hub id) on `aux_device` (default: the model's),
+    `aux_batch_size` pairs per pass, as semgrad-hf's `semgrad_nli`, ... do.
     """
     setup = _setup(model, tokenizer, position, layers, methods)
     encoder = PromptEncoder(tokenizer, add_bos_token, max_length or _default_max_length(model, tokenizer))
@@ -61,9 +74,10 @@ def rescore_samples(
         tokenizer, encoder, setup, task=task, correctness_metric=correctness,
         correctness_threshold=correctness_threshold, use_logged_ids=use_logged_ids,
     )
-    return _rescore_rows(model, fmt, setup, rows, batch_size=batch_size, skip_bad=skip_bad, methods=methods,
-                         bootstrap_iters=bootstrap_iters, progress=progress, desc=task, samples=samples,
-                         sample_seed=sample_seed)
+    settings = SemGradSettings(methods=tuple(methods), samples=samples, sample_seed=sample_seed, nli=nli,
+                               cross_encoder=cross_encoder, aux_device=aux_device, aux_batch_size=aux_batch_size)
+    return _rescore_rows(model, fmt, setup, rows, settings, batch_size=batch_size, skip_bad=skip_bad,
+                         bootstrap_iters=bootstrap_iters, progress=progress, desc=task)
 
 
 def rescore_jsonl(
@@ -81,6 +95,10 @@ def rescore_jsonl(
     progress: bool = False,
     samples: int | None = None,
     sample_seed: int = DEFAULT_SEED,
+    nli: str = DEFAULT_NLI,
+    cross_encoder: str = DEFAULT_CROSS_ENCODER,
+    aux_device: str | None = None,
+    aux_batch_size: int = 32,
 ) -> RescoreResult:
     """SemGrad scores for plain rows {"prompt" | "messages", "response", "correct"?}.
 
@@ -88,13 +106,15 @@ def rescore_jsonl(
     generation prompt (as `apply_chat_template(..., add_generation_prompt=True, tokenize=True)`).
     The response gets EOS appended unless the row says "truncated": true (or has "max_tokens": N
     and N tokens); "response_ids", when given, are scored verbatim. Returned rows add "scores" and
-    "rescore" (line, ids, roundtrip); metrics cover rows with a 0/1 "correct".
+    "rescore" (line, ids, roundtrip); metrics cover rows with a 0/1 "correct". The sampling baselines' arguments
+    are `rescore_samples`'.
     """
     setup = _setup(model, tokenizer, position, layers, methods)
     fmt = PlainFormat(tokenizer, PromptEncoder(tokenizer, add_bos_token), setup)
-    return _rescore_rows(model, fmt, setup, rows, batch_size=batch_size, skip_bad=skip_bad, methods=methods,
-                         bootstrap_iters=bootstrap_iters, progress=progress, desc="rows", samples=samples,
-                         sample_seed=sample_seed)
+    settings = SemGradSettings(methods=tuple(methods), samples=samples, sample_seed=sample_seed, nli=nli,
+                               cross_encoder=cross_encoder, aux_device=aux_device, aux_batch_size=aux_batch_size)
+    return _rescore_rows(model, fmt, setup, rows, settings, batch_size=batch_size, skip_bad=skip_bad,
+                         bootstrap_iters=bootstrap_iters, progress=progress, desc="rows")
 
 
 def _setup(model: Any, tokenizer: Any, position: int | None, layers: Sequence[int] | None, methods) -> ScoringSetup:
@@ -104,19 +124,20 @@ def _setup(model: Any, tokenizer: Any, position: int | None, layers: Sequence[in
 
 
 def _rescore_rows(
-    model: Any, fmt: Any, setup: ScoringSetup, rows: Iterable[Any], *, batch_size: int, skip_bad: bool,
-    methods: Sequence[str], bootstrap_iters: int, progress: bool, desc: str, samples: int | None, sample_seed: int,
+    model: Any, fmt: Any, setup: ScoringSetup, rows: Iterable[Any], settings: SemGradSettings, *, batch_size: int,
+    skip_bad: bool, bootstrap_iters: int, progress: bool, desc: str,
 ) -> RescoreResult:
     """Parse, score and summarise in-memory rows (rows that are not dicts are bad rows)."""
     numbered = ((i, row if isinstance(row, dict) else None, None if isinstance(row, dict) else "not a dict")
                 for i, row in enumerate(rows, start=1))
     items, bad = parse_rows(fmt, numbered, "<rows>", skip_bad)
-    settings = SemGradSettings(methods=tuple(methods), samples=samples, sample_seed=sample_seed)
     sampling = sampling_stage(lambda: model, fmt.tokenizer, settings, rows_per_call=batch_size)
-    _, scored = run_items(lambda: model, fmt, items, setup, batch_size=batch_size, scores=computed_scores(methods),
-                          output=None, progress=progress, desc=desc, sampling=sampling)
+    _, scored = run_items(lambda: model, fmt, items, setup, batch_size=batch_size,
+                          scores=computed_scores(settings.methods), output=None, progress=progress, desc=desc,
+                          sampling=sampling)
     counts = file_counts(items, len(bad), 0, scored)
-    return RescoreResult([fmt.output_row(i) for i in items], bad, group_metrics(items, methods, bootstrap_iters), counts, items)
+    return RescoreResult([fmt.output_row(i) for i in items], bad, group_metrics(items, settings.methods, bootstrap_iters),
+                         counts, items)
 
 
 def _default_max_length(model: Any, tokenizer: Any) -> int:
