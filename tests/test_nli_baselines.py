@@ -88,6 +88,17 @@ def test_pairs_go_through_the_model_shortest_first_with_the_values_of_one_pair_a
     assert np.allclose(got, nli_rows(models[0], pairs), atol=1e-6)
 
 
+
+def test_a_pair_longer_than_the_model_is_truncated_to_its_positions_when_the_tokenizer_sets_no_limit(models):
+    ce = CrossEncoder.load(str(models[1]), "cpu")  # RoBERTa, 600 positions (2 taken by its offset); no model_max_length
+    assert ce.tokenizer.model_max_length > 10**6
+    widths = []
+    ce.model.register_forward_hook(lambda module, args, kwargs, out: widths.append(kwargs["input_ids"].shape[1]),
+                                   with_kwargs=True)
+    long_answer = "what is water made of ? " * 80  # ~500 tokens a side
+    scores = ce.scores([(long_answer, long_answer + "ice"), ("q a", "q b")])
+    assert np.all(np.isfinite(scores)) and max(widths) == 598
+
 def test_a_missing_default_model_says_how_to_pass_a_local_path():
     with pytest.raises(ValueError, match="(?s)semgrad_nli=microsoft/deberta-v2-xlarge-mnli: the NLI model could not be "
                                          "loaded .* pass semgrad_nli=/path/to/its/folder"):

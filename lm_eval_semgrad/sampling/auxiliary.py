@@ -9,7 +9,8 @@
 
 Both load once, in inference mode, on the scored model's device or another; identical pairs are
 scored once, and pairs are batched (`batch_size`), shortest first. The pair is tokenised as
-`tokenizer(premise, hypothesis, truncation=True)`, padded per batch.
+`tokenizer(premise, hypothesis, truncation=True)`, padded per batch (a tokenizer without a
+`model_max_length` truncates to the model's positions).
 """
 
 from __future__ import annotations
@@ -38,6 +39,17 @@ def _load(kind: str, option: str, name_or_path: str, device: str | torch.device)
     return model.to(device).eval(), tokenizer
 
 
+def _max_pair_length(model: Any, tokenizer: Any) -> int | None:
+    """The tokens a pair is truncated to: the tokenizer's `model_max_length` (what `truncation=True` uses); where a
+    tokenizer sets none, the model's position embeddings less 2 (RoBERTa's offset), so that a long sampled answer is
+    cut rather than crash the run."""
+    limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(limit, int) and limit < 1_000_000:
+        return limit
+    positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    return positions - 2 if isinstance(positions, int) and positions > 2 else None
+
+
 def _unique(pairs: Sequence[tuple[str, str]]) -> tuple[list[tuple[str, str]], list[int]]:
     """The distinct pairs (first-seen order) and, per input pair, its index among them."""
     index: dict[tuple[str, str], int] = {}
@@ -50,23 +62,25 @@ class _PairClassifier:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
+        self.max_length = _max_pair_length(model, tokenizer)
 
     @torch.inference_mode()
     def _logits(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         """Logits per pair. The distinct pairs go through the model shortest first, so that a batch pads its pairs to
-        a similar length (sampled answers range from one word to 150 tokens; padding is most of the cost otherwise)."""
+        a similar length (sampled answers range from one word to 150 tokens: in build order, the NLI and
+        cross-encoder stages took half as long again, bench/RESULTS.md)."""
         unique, positions = _unique(pairs)
         device = next(self.model.parameters()).device
         logits = np.zeros((len(unique), self.model.config.num_labels), dtype=np.float32)
         if unique:
             lengths = [len(ids) for ids in self.tokenizer([p for p, _ in unique], [h for _, h in unique],
-                                                          truncation=True)["input_ids"]]
+                                                          truncation=True, max_length=self.max_length)["input_ids"]]
             by_length = sorted(range(len(unique)), key=lengths.__getitem__)
             for start in range(0, len(by_length), self.batch_size):
                 chunk = by_length[start : start + self.batch_size]
                 encoded = self.tokenizer(
-                    [unique[i][0] for i in chunk], [unique[i][1] for i in chunk], truncation=True, padding=True,
-                    return_tensors="pt",
+                    [unique[i][0] for i in chunk], [unique[i][1] for i in chunk], truncation=True,
+                    max_length=self.max_length, padding=True, return_tensors="pt",
                 )
                 logits[chunk] = self.model(**{k: v.to(device) for k, v in encoded.items()}).logits.float().cpu().numpy()
         return logits[positions]
