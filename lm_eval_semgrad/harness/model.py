@@ -247,16 +247,12 @@ class SemGradHFLM(HFLM):
         return answers
 
     def _complete_sampled_baselines(self, answered: list[tuple[Instance, Record]]) -> None:
-        """Add the sampling methods' scores to these records; each record is kept for a resumed run (`--use_cache`)
-        as soon as it is complete, so that an interrupted sampling stage loses at most the questions in progress."""
-        def keep(request: Instance, record: Record) -> None:
-            self.score_store.save(request.args, record)
-
+        """Add the sampling methods' scores to these records; each record is kept again for a resumed run
+        (`--use_cache`) as soon as they are in, so that an interrupted sampling stage loses only the questions in
+        progress."""
         if not self.sampled.active:
-            for request, record in answered:
-                keep(request, record)
             return
-        self.sampled.complete(answered, completed=keep)
+        self.sampled.complete(answered, completed=lambda request, record: self.score_store.save(request.args, record))
         for stage, seconds in self.sampled.scorer.seconds.items():
             self.seconds[f"sampling:{stage}"] = seconds
 
@@ -304,6 +300,7 @@ class SemGradHFLM(HFLM):
                     "scores": row_scores,
                 }
                 attach_answer(request, ScoredAnswer(fresh))
+                self.score_store.save(request.args, fresh)
                 refreshed.append((request, fresh))
             self._complete_sampled_baselines(refreshed)
 
