@@ -169,3 +169,19 @@ def test_rescored_plain_rows_get_p_correct_and_their_summary_the_metrics(chain):
         np.testing.assert_allclose([row["p_correct"][method] for row in rows], p, atol=1e-9)
         assert summary["metrics"][f"{method}_brier"] == pytest.approx(float(np.mean((p - c) ** 2)), abs=1e-9)
         assert summary["higher_is_better"][f"{method}_selective_accuracy_90"] is True
+
+
+def test_maps_fitted_on_one_filter_warn_when_applied_to_the_tasks_other_filter(chain, tmp_path):
+    root = chain["root"]
+    strict = tmp_path / "strict.json"  # as if fitted with --task qa_filters --filter strict-match (its answers are all wrong)
+    strict.write_text(json.dumps({**json.loads((root / "isotonic.json").read_text()), "task": "qa_filters",
+                                  "filter": "strict-match"}))
+    applied = run_cli(lm_eval(root / "model", root / "tasks", tmp_path / "run", "qa_filters",
+                              tmp_path / "cache" / "lm", f",semgrad_confidence={strict}"), cwd=tmp_path)
+    rescored = run_cli([*semgrad_command(), "rescore", "--model_args",
+                        f"pretrained={root / 'model'},semgrad_confidence={strict}", str(root / "applied"),
+                        "--output_path", str(tmp_path / "rescored"), "--no_progress"], cwd=tmp_path)
+    for process in (applied, rescored):
+        warned = "the maps were fitted on filter 'strict-match' of task 'qa_filters', applied to its filter"
+        assert process.stderr.count(f"{warned} 'flexible-extract'") == 1
+        assert f"{warned} 'strict-match'" not in process.stderr

@@ -3,8 +3,8 @@
 The file is read and matched against the run's methods before any model loads: every method that
 is both asked for (`semgrad_methods`) and in the file gets `p_correct` and the calibration metrics;
 the others are named in a warning, and a file without any of the run's methods is refused. A map
-fitted for another model or task, or on answers labelled by another correctness rule, still applies,
-with a warning (it may be miscalibrated there).
+fitted for another model, task or filter, or on answers labelled by another correctness rule, still
+applies, with a warning (it may be miscalibrated there).
 P(correct) is computed when a sample is logged, from its scores: never stored with them (the
 `--use_cache` score store), so a rerun with another file cannot show stale probabilities.
 """
@@ -59,6 +59,16 @@ class ConfidenceSetup:
             logger.warning(
                 "semgrad_confidence=%s: the maps were fitted on task %r, applied to task %r; P(correct) may be "
                 "miscalibrated there (fit the maps on a dev set of this task)", self.path, self.file.task, task,
+            )
+
+    def warn_if_other_filter(self, task: str, filter_name: str) -> None:
+        """Once per filter of the file's own task that the maps were not fitted on (filters label answers apart)."""
+        if task == self.file.task and filter_name != self.file.filter and ("filter", filter_name) not in self._warned:
+            self._warned.add(("filter", filter_name))
+            logger.warning(
+                "semgrad_confidence=%s: the maps were fitted on filter %r of task %r, applied to its filter %r too; "
+                "P(correct) may be miscalibrated there (fit a file per filter: confidence fit --filter)",
+                self.path, self.file.filter, task, filter_name,
             )
 
     def warn_if_other_correctness(self, label: str | None) -> None:

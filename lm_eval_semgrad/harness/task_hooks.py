@@ -86,6 +86,8 @@ def attach_uncertainty_metrics(task: Any, settings: SemGradSettings, confidence:
         record = answers[0].record if answers else None
         reason = answers[0].missing_reason if answers else "no grad pass saw this answer"
         correct, label_text = label(metrics)
+        if confidence is not None:
+            confidence.warn_if_other_filter(task_name, current["filter"])
         sample = UncertaintySample(
             record=record, correct=correct, label=label_text, task=task_name, filter=current["filter"],
             missing_reason=reason,

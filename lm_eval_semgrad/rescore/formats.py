@@ -213,6 +213,7 @@ class HarnessFormat:
         first, scores = item.answers[0], item.scores[0] if item.scores else None
         if self.confidence is not None:
             self.confidence.warn_if_other_correctness(item.correctness)
+            self.confidence.warn_if_other_filter(self.task, item.group)
         record = {
             **(item.extras[0] if item.extras else {}),
             "scores": scores, "response_ids": first.response_ids, "prompt_len": len(first.prompt_ids),
