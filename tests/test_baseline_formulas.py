@@ -479,6 +479,16 @@ def test_semantic_distances_from_model_order_softmax(seed):
     np.testing.assert_allclose(semantic_distances(*code_order), expected, rtol=0, atol=1e-15)
 
 
+def test_a_certain_contradiction_rounded_past_one_is_distance_one_and_scores():
+    """float32 softmax output: contradiction rounds to 1.0 and neutral keeps 1e-14, so the formula gives 1 + 5e-15."""
+    certain = [[1.0, 0.0, 1e-14], [0.2, 0.5, 0.3]]
+    distances = semantic_distances(certain, certain)
+    assert distances[0] == 1.0 and distances[1] == pytest.approx(0.35, abs=1e-15)
+    # S.D. = 1 - sum_k (1 - d_k) p_k / sum_k p_k, p_k = exp(mean log-prob)
+    p = np.exp([-0.5, -1.0])
+    assert semantic_density_score(["a", "b"], distances, [[-0.5], [-1.0]]) == pytest.approx(1 - 0.65 * p[1] / p.sum())
+
+
 def test_semantic_distances_reject_bad_distributions():
     good = [[0.2, 0.5, 0.3]]
     with pytest.raises(ValueError, match="K x 3"):

@@ -106,9 +106,9 @@ class NLIModel(_PairClassifier):
 
     def probabilities(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         """(len(pairs), 3) float64 softmax probabilities, columns contradiction, neutral, entailment."""
-        logits = self._logits(pairs)[:, self.order]
+        logits = self._logits(pairs)[:, self.order].astype(np.float64)  # float32 rounds a near-certain class to 1.0
         shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float64)
+        return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 class CrossEncoder(_PairClassifier):

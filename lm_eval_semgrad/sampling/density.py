@@ -32,7 +32,7 @@ def semantic_distances(forward: ArrayLike, backward: ArrayLike) -> np.ndarray:
         raise ValueError(f"forward and backward must have the same shape, got {pair[0].shape} and {pair[1].shape}")
     _checks.sample_count(pair[0].shape[0], 1, "semantic density")
     distances = [dist[:, 0] + 0.5 * dist[:, 2] for dist in pair]
-    return (distances[0] + distances[1]) / 2
+    return np.clip((distances[0] + distances[1]) / 2, 0.0, 1.0)  # a softmax's rounding can pass 1 by ~1e-16
 
 
 def semantic_density_score(
