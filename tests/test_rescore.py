@@ -451,16 +451,21 @@ def test_a_resumed_rescore_that_adds_sampling_methods_scores_them(runs, rescored
 
 
 def test_why_a_metric_is_undefined_is_logged_once_not_once_per_method_and_metric(caplog):
+    from lm_eval_semgrad.metrics import fit_confidence_map
     from lm_eval_semgrad.rescore.results import metric_values
     from lm_eval_semgrad.sample_metrics import UncertaintySample
 
     samples = [UncertaintySample(record={"scores": {"semgrad": float(i), "g_nll": 2.0 * i}}, correct=0, label="x")
                for i in range(4)]
+    samples.append(UncertaintySample(record={"scores": {"g_nll": 1.0}}, correct=1, label="x"))  # no semgrad score
+    fitted = fit_confidence_map([0.0, 1.0, 2.0, 3.0], [1, 0, 1, 0], method="platt")
     with caplog.at_level("WARNING"):
-        values = metric_values(samples, ["semgrad", "g_nll"], bootstrap_iters=0)
-    assert math.isnan(values["semgrad_auroc"]) and math.isnan(values["g_nll_auroc"])
-    said = [record.getMessage() for record in caplog.records if "scored answers are wrong" in record.getMessage()]
-    assert len(said) == 1, said
+        values = metric_values(samples, ["semgrad", "g_nll"], bootstrap_iters=0, confidence_maps={"semgrad": fitted})
+    assert math.isnan(values["semgrad_auroc"]) and math.isfinite(values["semgrad_brier"])
+    said = [record.getMessage() for record in caplog.records]
+    assert len([m for m in said if "scored answers are wrong" in m]) == 1, said
+    # the calibration metrics' aggregations share the run's warned set: the missing score is said once too
+    assert len([m for m in said if "1 of 5 answers have no semgrad score" in m]) == 1, said
 
 
 def test_the_python_api_takes_the_auxiliary_models_of_the_nli_and_cross_encoder_baselines(tiny, tmp_path):

@@ -53,7 +53,7 @@ def metric_values(
     aggregations = {
         f"{method}_{metric}": UncertaintyAggregation(method, metric, warned) for method in methods for metric in METRICS
     }
-    aggregations.update(confidence_aggregations(confidence_maps or {}))
+    aggregations.update(confidence_aggregations(confidence_maps or {}, warned))
     out: dict[str, Any] = {}
     for key, aggregation in aggregations.items():
         if samples:
