@@ -261,6 +261,8 @@ def test_semantic_density_from_the_diverse_beams(models):
                 logits = lm(torch.tensor([question.prompt_ids + ids])).logits[0].double()
             first = len(question.prompt_ids)
             lp = [torch.log_softmax(logits[first - 1 + t] / 0.1, -1)[token].item() for t, token in enumerate(ids)]
+            logged = result.samples["sd"][k]  # the ids the log-probs are of, beside them
+            assert logged["token_ids"] == ids and logged["token_logprobs"] == pytest.approx(lp, abs=1e-4)
             p = math.exp(np.mean(lp)) if lp else math.nan
             beam_text = f"{question.question.strip()} {text.strip()}"
             (c1, n1, _), (c2, n2, _) = nli_rows(nli_dir, [(greedy, beam_text), (beam_text, greedy)])

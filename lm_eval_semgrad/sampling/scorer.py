@@ -168,19 +168,23 @@ class SamplingScorer:
                     progress(len(found))
         with self._timed("rescoring:sd"):
             rescored = self._rescored(questions, beams)
-        for question, question_beams, logprobs, result in zip(questions, beams, rescored, results):
-            for beam, row in zip(question_beams, logprobs):
-                beam.token_logprobs = row
+        for question, question_beams, scored_beams, result in zip(questions, beams, rescored, results):
+            for beam, (ids, row) in zip(question_beams, scored_beams):
+                beam.token_ids, beam.token_logprobs = ids, row  # the log-probs are of the re-tokenised text's ids
             result.samples["sd"] = [beam.as_record() for beam in question_beams]
             result.sampling["sd"] = {**SD_BEAMS, "do_sample": False, "max_new_tokens": question.max_new_tokens,
                                      "rescoring_temperature": SD_TEMPERATURE}
         with self._timed("nli:sd"):
-            nli_methods.semantic_density(questions, beams, rescored, self._model("nli"), results, _record)
+            beam_logprobs = [[beam.token_logprobs for beam in question_beams] for question_beams in beams]
+            nli_methods.semantic_density(questions, beams, beam_logprobs, self._model("nli"), results, _record)
 
-    def _rescored(self, questions: Sequence[Question], beams: Sequence[Sequence[Sample]]) -> list[list[list[float]]]:
-        """Each beam's text re-tokenised without special tokens (its EOS dropped), scored at tau = 0.1."""
+    def _rescored(
+        self, questions: Sequence[Question], beams: Sequence[Sequence[Sample]]
+    ) -> list[list[tuple[list[int], list[float]]]]:
+        """Each beam's text re-tokenised without special tokens (its EOS dropped) and those ids' log-probs at
+        tau = 0.1, per question and beam."""
         prefixes, continuations, owners = [], [], []
-        out: list[list[list[float]]] = [[[] for _ in question_beams] for question_beams in beams]
+        out: list[list[tuple[list[int], list[float]]]] = [[([], []) for _ in question_beams] for question_beams in beams]
         for q, (question, question_beams) in enumerate(zip(questions, beams)):
             for b, beam in enumerate(question_beams):
                 ids = list(self.tokenizer(beam.text, add_special_tokens=False)["input_ids"])
@@ -191,8 +195,8 @@ class SamplingScorer:
         if prefixes:
             scored = continuation_logprobs(self.model, prefixes, continuations, temperature=SD_TEMPERATURE,
                                            batch_size=self.batch_size)
-            for (q, b), row in zip(owners, scored):
-                out[q][b] = row
+            for (q, b), ids, row in zip(owners, continuations, scored):
+                out[q][b] = (ids, row)
         return out
 
     def _eos_ids(self) -> set[int]:
