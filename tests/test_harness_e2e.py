@@ -388,8 +388,9 @@ class Interrupted(Exception):
 
 
 def test_a_run_interrupted_in_the_sampling_stage_resumes_with_the_questions_it_finished(setup, tmp_path, monkeypatch):
-    """Each question's record is kept (`--use_cache`) as soon as its sampling methods are scored: a resumed run
-    samples only the questions the interrupted one had not finished."""
+    """Each question's record is kept (`--use_cache`) when its grad pass is done and again as soon as its sampling
+    methods are scored: a resumed run samples only the questions the interrupted one had not finished, and runs no
+    grad pass again."""
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
@@ -417,9 +418,20 @@ def test_a_run_interrupted_in_the_sampling_stage_resumes_with_the_questions_it_f
         sampled.append(len(questions))
         return score_questions(self, questions, progress)
 
+    from lm_eval_semgrad.harness.model import SemGradHFLM
+
+    score_with_backoff = SemGradHFLM._score_with_backoff
+    grad_pass_rows: list[int] = []
+
+    def counted_grad_passes(self, prompts, answers):
+        grad_pass_rows.append(len(prompts))
+        return score_with_backoff(self, prompts, answers)
+
     monkeypatch.setattr(SamplingScorer, "score", counted)
+    monkeypatch.setattr(SemGradHFLM, "_score_with_backoff", counted_grad_passes)
     rows = simple_evaluate(**run)["samples"]["qa_parity"]
-    assert sum(sampled[1:]) == 6  # the resumed run sampled the other six only
+    assert sum(sampled[1:]) == 6  # the resumed run sampled the other six only ...
+    assert grad_pass_rows == []  # ... and kept every answer's grad-pass scores
     assert len(rows) == 8
     for row in rows:
         info = row["uncertainty"]

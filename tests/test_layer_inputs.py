@@ -12,7 +12,7 @@ from lm_eval_semgrad import score
 from lm_eval_semgrad.scoring import score_with_prefix_cache
 from lm_eval_semgrad.scoring.layer_inputs import LayerInputRecorder
 from lm_eval_semgrad.scoring.memory import grad_pass_memory
-from lm_eval_semgrad.scoring.model_access import graph_start_layer, resolve_layers
+from lm_eval_semgrad.scoring.model_access import check_hidden_states_are_layer_inputs, graph_start_layer, resolve_layers
 
 PROMPTS = [[5, 6, 7, 8, 9, 10, 11], [12, 13, 14], [15, 16, 17, 18, 19]]
 
@@ -38,6 +38,7 @@ def test_recorded_layer_inputs_give_the_fresh_scores_without_running_lower_layer
     responses = [sequences[0, width:].tolist(), sequences[1, width : width + 3].tolist(), sequences[2, width : width + 1].tolist()]
     budget = (grad_pass_memory(model, position=position, layers=layers), 1.0) if split_rows else None
     lowest = model.model.layers[0].mlp
+    check_hidden_states_are_layer_inputs(model)  # the one probe forward per model, before the pass counted here
     calls = []
     handle = lowest.register_forward_hook(lambda *args: calls.append(1))
     try:

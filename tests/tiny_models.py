@@ -39,6 +39,36 @@ def tiny_qwen2() -> nn.Module:
     return Qwen2ForCausalLM(config).eval()
 
 
+HYBRID_ARCHITECTURES = ("lfm2", "jamba", "qwen3_next", "falcon_h1")
+
+
+def tiny_hybrid(architecture: str, seed: int = 5, **overrides) -> nn.Module:
+    """Attention layers beside convolution (LFM2), Mamba (Jamba, Falcon-H1) or linear-attention (Qwen3-Next) layers:
+    their cache holds recurrent state, which cannot be cut back to a column or split by row."""
+    import transformers
+
+    common = dict(
+        vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=256, initializer_range=0.3,
+    ) | overrides
+    configs = {
+        "lfm2": lambda: transformers.Lfm2Config(
+            **common, layer_types=["conv", "full_attention", "conv", "full_attention"]),
+        "jamba": lambda: transformers.JambaConfig(
+            **common, attn_layer_period=2, attn_layer_offset=1, expert_layer_period=99, num_experts=1,
+            mamba_d_state=4, mamba_dt_rank=4),
+        "qwen3_next": lambda: transformers.Qwen3NextConfig(
+            **common, head_dim=8, linear_num_value_heads=2, linear_num_key_heads=2, linear_key_head_dim=8,
+            linear_value_head_dim=8, num_experts=2, num_experts_per_tok=1, moe_intermediate_size=16,
+            shared_expert_intermediate_size=16),
+        "falcon_h1": lambda: transformers.FalconH1Config(
+            **common, head_dim=8, mamba_d_ssm=32, mamba_n_heads=4, mamba_d_head=8, mamba_d_state=4, mamba_n_groups=1,
+            mamba_chunk_size=4),
+    }
+    torch.manual_seed(seed)
+    return transformers.AutoModelForCausalLM.from_config(configs[architecture]()).eval()
+
+
 CHATML_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
@@ -99,6 +129,12 @@ def save_tiny_chat_model(directory, architecture: str = "llama", seed: int = 0, 
         model = LlamaForCausalLM(LlamaConfig(**common, tie_word_embeddings=False))
     elif architecture == "qwen3":
         model = Qwen3ForCausalLM(Qwen3Config(**common, head_dim=8, tie_word_embeddings=True))
+    elif architecture in HYBRID_ARCHITECTURES:
+        model = tiny_hybrid(architecture, seed, **common)
+    elif architecture == "mistral_sliding":  # a window shorter than a prompt: generation's cache drops old keys
+        from transformers import MistralConfig, MistralForCausalLM
+
+        model = MistralForCausalLM(MistralConfig(**common, sliding_window=6, tie_word_embeddings=False))
     else:
         raise ValueError(f"unknown architecture {architecture!r}")
     model.generation_config = GenerationConfig(
@@ -117,7 +153,7 @@ def tiny_gemma2_softcapped() -> nn.Module:
     config = Gemma2Config(
         vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
         num_key_value_heads=2, head_dim=8, max_position_embeddings=256, initializer_range=0.3,
-        final_logit_softcapping=5.0, attn_logit_softcapping=50.0, sliding_window=64, tie_word_embeddings=True,
+        final_logit_softcapping=5.0, attn_logit_softcapping=50.0, sliding_window=4, tie_word_embeddings=True,
     )
     return Gemma2ForCausalLM(config).eval()
 

@@ -27,8 +27,15 @@ from ..scoring import score, score_with_prefix_cache
 from ..scoring.cache_rows import select_cache_rows
 from ..scoring.layer_inputs import LayerInputRecorder
 from ..scoring.memory import cache_bytes, grad_pass_memory
-from ..scoring.model_access import decoder_layers, graph_start_layer, output_cache, resolve_layers
+from ..scoring.model_access import (
+    check_hidden_states_are_layer_inputs,
+    decoder_layers,
+    graph_start_layer,
+    output_cache,
+    resolve_layers,
+)
 from ..scoring.pass_budget import GradPassMemory
+from ..scoring.prefix_split import can_crop, prefix_split_is_exact
 from ..version import __version__
 from . import evaluator_hooks
 from .sampled_baselines import SampledBaselines
@@ -93,6 +100,7 @@ class SemGradHFLM(HFLM):
         pretrained = resolve_embedded_model(pretrained, kwargs)
         super().__init__(pretrained, **kwargs)
         self._split_data_across_cpu_processes()
+        check_hidden_states_are_layer_inputs(self.model)  # before any generation, not after the first batch
         self.semantic: SemanticSetup = resolve_semantic_setup(
             self.semgrad, len(decoder_layers(self.model)), self.tokenizer, model_name(self.model)
         )
@@ -267,22 +275,31 @@ class SemGradHFLM(HFLM):
         any record is reported as missing, with the reason.
         """
         stale: list[tuple[Instance, Record]] = []
+        unsampled: list[tuple[Instance, Record]] = []
         without = 0
         occurrences: Counter[int] = Counter()  # a request with repeats occurs once per answer
         for request, text in zip(requests, answers):
             occurrences[id(request)] += 1
             if len(getattr(request, "semgrad_answers", None) or []) >= occurrences[id(request)]:
                 continue  # generated (and scored) in this run
-            current, old = self.score_store.find(request.args, text, self.computed_scores, self.sampled.methods)
-            if current is not None:
-                attach_answer(request, ScoredAnswer(current))
-            elif old is not None:
-                stale.append((request, old))
-            else:
+            record, state = self.score_store.find(request.args, text, self.computed_scores, self.sampled.methods)
+            if record is None:
                 without += 1
                 attach_answer(request, ScoredAnswer(None, NO_SCORES_IN_CACHE))
+            elif state == "stale":
+                stale.append((request, record))
+            else:
+                attach_answer(request, ScoredAnswer(record))
+                if state == "unsampled":
+                    unsampled.append((request, record))
         if without:
             logger.warning("semgrad-hf: %d cached answer(s) have no uncertainty scores: %s", without, NO_SCORES_IN_CACHE)
+        if unsampled:
+            logger.info(
+                "semgrad-hf: %d cached answer(s) have their grad-pass scores but not the sampling baselines' (an "
+                "interrupted run): computing those", len(unsampled),
+            )
+            self._complete_sampled_baselines(unsampled)
         if stale:
             logger.info(
                 "semgrad-hf: %d cached answer(s) were scored with other settings; scoring their token ids again",
@@ -387,8 +404,11 @@ class SemGradHFLM(HFLM):
 
         None when that is not possible.
         """
-        if not hasattr(cache, "crop") or not hasattr(cache, "get_seq_length"):
-            return None
+        if not can_crop(cache) or not hasattr(cache, "get_seq_length"):
+            return None  # e.g. a sliding-window layer past its window: score() runs its own prefix
+        total_columns = max(len(prompt) for prompt in prompts) + max(len(answer) for answer in answers)
+        if not prefix_split_is_exact(self.model, cache, total_columns):
+            return None  # recurrent state or length-dependent rotary scaling: score() runs whole passes
         if graph_inputs is not None and self._lower_layer_reuse is None:
             self._lower_layer_reuse = self._lower_layer_reuse_agrees(prompts, answers, cache, graph_inputs)
         if not self._lower_layer_reuse:

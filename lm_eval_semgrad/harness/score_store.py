@@ -6,17 +6,20 @@ request holding every answer generated for it, each with the answer text and the
 everything that changes a score (model, revision, dtype, semantic position and layers, plugin
 version). A cached answer takes the record whose text is that answer's and whose fingerprint is
 the run's; a record made with other settings is never reused (`find` returns it as stale, so its
-exact token ids can be scored again).
+exact token ids can be scored again), and one of this run's settings whose sampling baselines an
+interrupted run never computed keeps its grad-pass scores (`find`: unsampled).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, MutableMapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from lm_eval.api.model import hash_args
 
 from ..sample_log import Record
+
+CachedState = Literal["complete", "unsampled", "stale", "none"]
 
 _ATTR = "semgrad_scores"  # distinct from "generate_until", so cached answers and scores never collide
 
@@ -38,19 +41,28 @@ class ScoreStore:
 
     def find(
         self, request_args: Sequence[Any], response: str, methods: Collection[str], optional: Collection[str] = ()
-    ) -> tuple[Record | None, Record | None]:
-        """(current, stale) records of this answer: one made with this run's settings covering `methods` (scored)
-        and `optional` (scored, or missing with a reason), else one made otherwise (its token ids can be scored
-        again), else None for both."""
+    ) -> tuple[Record | None, CachedState]:
+        """The best record of this answer and what it still needs.
+
+        "complete": made with this run's settings, `methods` scored and `optional` scored or missing
+        with a reason. "unsampled": this run's settings and `methods` scored, `optional` not yet (a
+        run interrupted in its sampling stage): only the sampling baselines are left to compute.
+        "stale": made otherwise, its token ids can be scored again. "none": no record (None).
+        """
         if self.persistent is None:
-            return None, None
+            return None, "none"
         matching = [r for r in self._stored(hash_args(_ATTR, request_args)) if r.get("response") == response]
+        unsampled = None
         for record in matching:
             scored = set(record.get("scores") or {})
-            if self._current(record) and set(methods) <= scored and set(optional) <= scored | set(record.get("missing") or {}):
-                return _without_fingerprint(record), None
+            if self._current(record) and set(methods) <= scored:
+                if set(optional) <= scored | set(record.get("missing") or {}):
+                    return _without_fingerprint(record), "complete"
+                unsampled = unsampled or record
+        if unsampled is not None:
+            return _without_fingerprint(unsampled), "unsampled"
         stale = next((r for r in matching if r.get("prompt_ids") and r.get("response_ids")), None)
-        return None, None if stale is None else _without_fingerprint(stale)
+        return (None, "none") if stale is None else (_without_fingerprint(stale), "stale")
 
     def _stored(self, key: str) -> list[dict[str, Any]]:
         assert self.persistent is not None

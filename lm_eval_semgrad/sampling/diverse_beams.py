@@ -168,7 +168,7 @@ def diverse_beams(
     model.eval()
     try:
         logits, cache = _step(model, torch.tensor([list(prompt_ids)], device=device), len(prompt_ids), None)
-        cache.batch_repeat_interleave(num_beams)
+        cache.reorder_cache(torch.zeros(num_beams, dtype=torch.long))  # every beam starts from the prompt's row
         logits = logits.expand(num_beams, -1)
         # the first beam of each group starts at 0, the others at -1e9, so that a group's beams do not all pick alike
         beam_scores = torch.full((num_beams,), -1e9, dtype=torch.float32, device=device)

@@ -11,7 +11,9 @@ reference code's `read_logits` computes them: no top-k or top-p. Two ways, same 
   padding) sorted by length to pad little; the output projection runs only over the columns
   from the batch's earliest continuation on (where the model supports it).
 
-Models whose forward takes no KV cache, or whose cache cannot repeat rows, run every pair whole.
+Models whose forward takes no KV cache, whose cache cannot repeat rows, or where running on from a
+prefix's cache would not give the whole pass's values (recurrent state, length-dependent rotary
+scaling: scoring/prefix_split.py) run every pair whole.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from ..scoring.model_access import (
     model_device,
     output_cache,
 )
+from ..scoring.prefix_split import prefix_split_is_exact
 
 
 @torch.no_grad()
@@ -105,11 +108,12 @@ def _score_after_shared_prefix(
     temperature: float, batch_size: int, results: list[list[float]],
 ) -> bool:
     """The continuations `members` of one prefix, from the prefix's KV cache; False (nothing scored) when the model
-    gives no cache whose rows can be repeated."""
+    gives no cache whose rows can be repeated or whose continuation would not be the whole pass (prefix_split.py)."""
     device = model_device(model)
     outputs = model(input_ids=torch.tensor([prefix], device=device), use_cache=True, **logits_to_keep_kwargs(model, 1))
     cache = output_cache(outputs)
-    if cache is None or not hasattr(cache, "batch_select_indices"):
+    longest = len(prefix) + max(len(continuations[i]) for i in members)
+    if cache is None or not hasattr(cache, "batch_select_indices") or not prefix_split_is_exact(model, cache, longest):
         return False
     first_token_logits = outputs.logits[0, -1:]  # predicts every continuation's first token
     length = len(prefix)

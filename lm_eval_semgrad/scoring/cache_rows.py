@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 
+from .prefix_split import holds_only_keys_and_values
+
 
 def select_cache_rows(cache: Any, rows: Sequence[int]) -> Any:
     """A cache holding only `rows` (batch indices) of `cache`; `cache` itself is not modified.
@@ -16,10 +18,10 @@ def select_cache_rows(cache: Any, rows: Sequence[int]) -> Any:
     shallow copy whose tensors are then replaced by the selected rows (transformers >= 4.56 keeps
     them in `cache.layers`), or a deep copy for other cache layouts.
     """
-    if not hasattr(cache, "batch_select_indices"):
+    if not hasattr(cache, "batch_select_indices") or not holds_only_keys_and_values(cache):
         raise ValueError(
-            f"{type(cache).__name__} cannot select batch rows (no batch_select_indices); "
-            "score this batch in one pass (memory_budget=None)."
+            f"{type(cache).__name__} cannot select batch rows (no batch_select_indices, or recurrent state that "
+            "transformers does not select); score this batch in one pass (memory_budget=None)."
         )
     if isinstance(getattr(cache, "layers", None), list):
         selected = copy.copy(cache)

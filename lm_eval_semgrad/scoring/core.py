@@ -30,6 +30,7 @@ from .model_access import (
 )
 from .output_gradient import mean_abs_output_weight_grads
 from .pass_budget import GradPassMemory
+from .prefix_split import can_crop, prefix_split_is_exact
 from .validation import validate_inputs
 
 #: Every score of the single pass, in the registry's order (`lm_eval_semgrad.methods`).
@@ -111,6 +112,16 @@ def score_with_prefix_cache(
     band = resolve_layers(len(decoder_layers(model)), layers)
     prompt_width = max(len(p) for p in prompt_ids)
     split = prompt_width + position
+    if not prefix_split_is_exact(model, prefix_cache, max(len(p) + len(r) for p, r in zip(prompt_ids, response_ids))):
+        raise ValueError(
+            f"a {type(prefix_cache).__name__} of {type(model).__name__} cannot stand in for the columns before tau "
+            "(recurrent state, or rotary scaling that depends on the length: see scoring/prefix_split.py); use score()."
+        )
+    if not can_crop(prefix_cache):
+        raise ValueError(
+            f"the {type(prefix_cache).__name__} cannot be cut back to the columns before tau (a sliding-window layer "
+            "went past its window); use score()."
+        )
     cached = prefix_cache.get_seq_length()
     if cached < split:
         raise ValueError(
@@ -226,14 +237,17 @@ def score_batch(
     columns, d), when given, replace the layers below the graph (see score_with_prefix_cache).
     """
     split = batch.semantic_column(position)
-    cache = prefix_cache if prefix_cache is not None or split == 0 else _prefix_cache(model, batch, split)
-    capture, logits = _suffix_forward_with_capture(model, batch, split, cache, band, graph_inputs)
+    first_column, cache = split, prefix_cache
+    if cache is None and split > 0:
+        cache = _prefix_cache(model, batch, split)
+        if not prefix_split_is_exact(model, cache, int(batch.position_ids.max()) + 1):
+            first_column, cache = 0, None  # one grad pass over every column (prefix_split.py says when)
+    capture, logits = _suffix_forward_with_capture(model, batch, first_column, cache, band, graph_inputs)
     if capture.head_input is None or capture.head_output is None:
         raise ValueError(f"{type(model).__name__}'s forward did not call its output projection; SemGrad needs its logits.")
     band_tensors = [capture.band_inputs[i] for i in band]
     keep = batch.max_response_length + 1
-    start = batch.prompt_width
-    targets = batch.input_ids[:, start : start + keep - 1].to(logits.device)
+    targets = batch.input_ids[:, batch.prompt_width : batch.prompt_width + keep - 1].to(logits.device)
     valid = batch.response_mask().to(logits.device)
     head_input = capture.head_input[:, -keep:-1]
     band_grads: Sequence[torch.Tensor]
@@ -247,7 +261,7 @@ def score_batch(
         head, band_grads = _autograd_head_gradients(
             logits[:, -keep:-1], targets, valid, capture, band_tensors, keep, scores
         )
-    return _per_sample_scores(batch, head, band_grads, scores)
+    return _per_sample_scores(batch, head, band_grads, scores, tau_column=split - first_column)
 
 
 def _autograd_head_gradients(
@@ -349,11 +363,14 @@ def _suffix_forward_with_capture(
 
 
 def _per_sample_scores(
-    batch: TeacherForcedBatch, head: HeadGradients, band_grads: Sequence[torch.Tensor], scores: Sequence[str]
+    batch: TeacherForcedBatch, head: HeadGradients, band_grads: Sequence[torch.Tensor], scores: Sequence[str],
+    tau_column: int,
 ) -> list[dict[str, float]]:
-    """The asked-for scores of the batch as tensors first, then one transfer to Python floats."""
-    # tau is the first column of the suffix pass for every row
-    at_tau = torch.stack([g[:, 0].float().to(band_grads[0].device) for g in band_grads])  # (layers, B, d)
+    """The asked-for scores of the batch as tensors first, then one transfer to Python floats.
+
+    `tau_column`: tau's column in the grad pass (0 when the pass starts at tau), the same for every row.
+    """
+    at_tau = torch.stack([g[:, tau_column].float().to(band_grads[0].device) for g in band_grads])  # (layers, B, d)
     semgrad = at_tau.abs().mean(dim=(0, 2)).double().cpu()
     lengths = head.valid.sum(-1)
     mean_entropy = (head.token_entropy.sum(-1) / lengths).double().cpu()

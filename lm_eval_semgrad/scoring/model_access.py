@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -32,6 +33,51 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
         "so its per-layer hidden states cannot be reached. SemGrad needs a decoder-only "
         "transformers model that supports output_hidden_states (e.g. a *ForCausalLM class)."
     )
+
+
+_LAYOUT_CHECKED: weakref.WeakSet[nn.Module] = weakref.WeakSet()
+
+
+def check_hidden_states_are_layer_inputs(model: nn.Module) -> None:
+    """Once per model: `output_hidden_states[i]` must be decoder layer i's input, which the grad pass hooks.
+
+    True of transformer LMs and of the hybrids tried (LFM2, Jamba, Falcon-H1, Qwen3-Next, Mamba-2);
+    Mamba-1 models return each layer's *output* instead, so `semgrad_layers` would name other states
+    there: refused. Shapes that differ (stacked inputs) cannot be compared and pass.
+    """
+    if model in _LAYOUT_CHECKED:
+        return
+    layers = decoder_layers(model)
+    inputs: dict[int, torch.Tensor] = {}
+
+    def record(index: int):
+        def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
+            inputs.setdefault(index, (args[0] if args else kwargs["hidden_states"]).detach())
+
+        return hook
+
+    handles = [layer.register_forward_pre_hook(record(i), with_kwargs=True) for i, layer in enumerate(layers)]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            hidden_states = model(input_ids=torch.tensor([[0, 1]], device=model_device(model)),
+                                  output_hidden_states=True, use_cache=False).hidden_states
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    for index, layer_input in inputs.items():
+        state = hidden_states[index] if hidden_states is not None and index < len(hidden_states) else None
+        if state is not None and state.shape == layer_input.shape and not torch.allclose(
+            state.float(), layer_input.float().to(state.device), rtol=1e-3, atol=1e-5, equal_nan=True
+        ):
+            raise ValueError(
+                f"{type(model).__name__}'s output_hidden_states[{index}] is not the input of its decoder layer {index} "
+                "(Mamba-1 models return layer outputs there), so the semantic layers cannot be located; SemGrad "
+                "needs a model whose hidden state i enters layer i, as in transformer LMs."
+            )
+    _LAYOUT_CHECKED.add(model)
 
 
 def output_projection(model: nn.Module) -> nn.Module:

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 from torch import nn
 
+from .model_access import check_hidden_states_are_layer_inputs
+
 
 def validate_inputs(
     model: nn.Module,
@@ -52,3 +54,4 @@ def validate_inputs(
                     f"sample {index}: token ids {out_of_range[:5]} are outside the model's vocabulary "
                     f"(0..{vocab_size - 1}); were the ids made with another tokenizer?"
                 )
+    check_hidden_states_are_layer_inputs(model)
