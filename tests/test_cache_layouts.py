@@ -141,3 +141,25 @@ def test_a_sliding_window_shorter_than_the_prompt_gives_the_plain_scores():
     got = score(model, PROMPTS, RESPONSES, position=-2, batch_size=4)
     for i, (prompt, response) in enumerate(zip(PROMPTS, RESPONSES)):
         assert_close(got[i], reference_scores(model, prompt, response, -2, None), i)
+
+
+def tiny_longrope() -> torch.nn.Module:
+    """Phi-3's `longrope`: past 14 positions (its original context here) every column is rotated with the long factors."""
+    from transformers import Phi3Config, Phi3ForCausalLM
+
+    torch.manual_seed(7)
+    return Phi3ForCausalLM(Phi3Config(
+        vocab_size=VOCAB, hidden_size=32, num_hidden_layers=4, num_attention_heads=4, intermediate_size=64,
+        max_position_embeddings=256, original_max_position_embeddings=14, pad_token_id=0, initializer_range=0.5,
+        rope_scaling={"rope_type": "longrope", "short_factor": [1.0] * 4, "long_factor": [8.0] * 4},
+    )).eval()
+
+
+def test_rotary_scaling_that_depends_on_the_length_gets_whole_passes_past_the_original_context():
+    model = tiny_longrope()
+    prompts, responses = [PROMPTS[0] + PROMPTS[2]], [RESPONSES[2]]  # 13 prompt columns + 5: past 14
+    got = score(model, prompts, responses, position=-2, batch_size=1)
+    assert_close(got[0], reference_scores(model, prompts[0], responses[0], -2, None), 0)
+    prefixes, continuations = [prompts[0]] * 2, [[30, 31, 32, 33], [34, 35]]
+    for continuation, row in zip(continuations, continuation_logprobs(model, prefixes, continuations, batch_size=2)):
+        assert row == pytest.approx(full_forward_logprobs(model, prompts[0], continuation), rel=1e-5, abs=1e-5)
