@@ -34,6 +34,12 @@ DOCUMENTED = [
     ("semgrad_memory", "unbounded", "unbounded", "memory", "unbounded"),
     ("semgrad_memory", "512", 512, "memory", 512.0),
     ("semgrad_memory", "0.5", 0.5, "memory", 0.5),
+    ("semgrad_samples", "4", 4, "samples", 4),
+    ("semgrad_sample_seed", "7", 7, "sample_seed", 7),
+    ("semgrad_nli", "/models/nli", "/models/nli", "nli", "/models/nli"),
+    ("semgrad_cross_encoder", "org/cross", "org/cross", "cross_encoder", "org/cross"),
+    ("semgrad_aux_device", "cuda:1", "cuda:1", "aux_device", "cuda:1"),
+    ("semgrad_aux_batch_size", "16", 16, "aux_batch_size", 16),
     ("semgrad_calibration", "calib.json", "calib.json", "calibration", "calib.json"),
     ("semgrad_confidence", "conf.json", "conf.json", "confidence", "conf.json"),
 ]
@@ -83,11 +89,37 @@ def test_the_cli_really_hands_over_floats_and_bools():
     ("semgrad_correctness=contains:inf", "must be a number"),
     ("semgrad_reuse_cache=maybe", "semgrad_reuse_cache='maybe' is not valid"),
     ("semgrad_methods=semgrad:nope", "unknown method(s) ['nope']"),
+    ("semgrad_methods=", "names no method"),
+    ("semgrad_samples=1.5", "semgrad_samples=1.5 is not valid"),
+    ("semgrad_sample_seed=-1", "semgrad_sample_seed=-1.0 is not valid"),
+    ("semgrad_aux_device=true", "semgrad_aux_device=True is not valid: pass a device"),
+    ("semgrad_nli=false", "semgrad_nli=False is not valid: pass a local model folder or a Hugging Face hub id"),
+    ("semgrad_aux_batch_size=0", "semgrad_aux_batch_size=0 is not valid"),
 ])
 def test_bad_values_as_typed_are_refused_naming_the_arg(typed, message):
     with pytest.raises(ValueError) as error:
         pop_settings(parsed_model_args(f"pretrained=m,{typed}"))
     assert message in str(error.value)
+
+
+@pytest.mark.parametrize("typed, methods, said", [
+    ("semgrad_samples=4", "semgrad:g_nll", "semgrad_samples has no effect: it is for the sample sets"),
+    ("semgrad_sample_seed=3", "semgrad", "semgrad_sample_seed has no effect: it is for the sample sets"),
+    ("semgrad_nli=/m/nli", "semgrad:ln_pe:sar", "semgrad_nli has no effect: it is for the NLI-based baselines"),
+    ("semgrad_cross_encoder=/m/ce", "se", "semgrad_cross_encoder has no effect: it is for SAR"),
+    ("semgrad_aux_device=cpu", "ln_pe", "semgrad_aux_device has no effect: it is for the NLI model and cross-encoder"),
+])
+def test_an_option_no_asked_for_method_reads_is_said_to_have_no_effect(typed, methods, said, caplog):
+    with caplog.at_level("WARNING"):
+        pop_settings(parsed_model_args(f"pretrained=m,semgrad_methods={methods},{typed}"))
+    assert said in caplog.text
+
+
+def test_an_option_a_method_reads_gives_no_such_warning(caplog):
+    with caplog.at_level("WARNING"):
+        pop_settings(parsed_model_args("pretrained=m,semgrad_methods=se:sar,semgrad_samples=3,semgrad_nli=/m/nli,"
+                                       "semgrad_cross_encoder=/m/ce,semgrad_aux_device=cpu"))
+    assert "has no effect" not in caplog.text
 
 
 def test_integral_floats_from_json_are_accepted():

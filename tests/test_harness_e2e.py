@@ -370,6 +370,9 @@ def test_nli_and_cross_encoder_baselines_log_what_they_compared(setup, tmp_path)
     results = read_results(output)["results"]["qa_parity"]
     for method in ("se", "self_con", "deg", "sar", "sd"):
         assert f"{method}_auroc,none" in results
+    recorded = read_results(output)["config"]["semgrad"]
+    assert (recorded["nli"], recorded["cross_encoder"]) == (str(nli), str(ce))
+    assert (recorded["aux_device"], recorded["aux_batch_size"]) == ("cpu", 16)
     for row in read_samples(output, "qa_parity"):
         info = row["uncertainty"]
         assert set(info["samples"]) == {"se", "sc", "sar", "sd"}

@@ -105,6 +105,22 @@ def test_a_missing_default_model_says_how_to_pass_a_local_path():
         NLIModel.load("microsoft/deberta-v2-xlarge-mnli", "cpu")
 
 
+def test_a_folder_that_does_not_exist_is_named_as_such(tmp_path):
+    with pytest.raises(ValueError, match="semgrad_cross_encoder=.*/nope: no such folder"):
+        CrossEncoder.load(str(tmp_path / "nope"), "cpu")
+
+
+@pytest.mark.parametrize("device, said", [
+    ("tpu9", "semgrad_aux_device=tpu9: not a torch device"),
+    pytest.param("cuda", "semgrad_aux_device=cuda: this torch sees no CUDA device; pass semgrad_aux_device=cpu",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is there")),
+])
+def test_a_device_that_is_not_there_is_refused_naming_the_option(models, device, said):
+    nli_dir, _ = models
+    with pytest.raises(ValueError, match=said):
+        NLIModel.load(str(nli_dir), device)
+
+
 # --------------------------------------------------------------------------- the methods, end to end
 
 

@@ -16,6 +16,7 @@ from lm_eval.models.huggingface import HFLM
 from lm_eval.models.utils import postprocess_generated_text
 from tqdm import tqdm
 
+from .. import methods as methods_registry
 from ..confidence.applied import ConfidenceSetup, resolve_confidence
 from ..hf.embedded_models import resolve_embedded_model
 from ..hf.options import SemGradSettings, computed_scores, pop_settings
@@ -139,7 +140,8 @@ class SemGradHFLM(HFLM):
             "model": str(self.pretrained), "revision": self.revision, "peft": self.peft, "delta": self.delta,
             "dtype": str(self.model.dtype), "add_bos_token": self.add_bos_token,
             "position": self.semgrad_position, "layers": resolve_layers(num_layers, self.semgrad_layers),
-            "samples": self.semgrad.samples, "sample_seed": self.semgrad.sample_seed, "version": __version__,
+            "samples": self.semgrad.samples, "sample_seed": self.semgrad.sample_seed,
+            "nli": self.semgrad.nli, "cross_encoder": self.semgrad.cross_encoder, "version": __version__,
         }
 
     @property
@@ -166,11 +168,22 @@ class SemGradHFLM(HFLM):
                 "memory": self.semgrad.memory,
                 "samples": self.semgrad.samples,
                 "sample_seed": self.semgrad.sample_seed,
+                **self._auxiliary_record(),
                 "left_out": dict(self.semgrad.left_out),
                 "confidence": None if self.confidence is None else self.confidence.as_record(),
                 "version": __version__,
             },
         }
+
+    def _auxiliary_record(self) -> dict[str, Any]:
+        """The NLI model and cross-encoder the run's methods used (None: no method needs it), and where they ran."""
+        needs = methods_registry.needs_of(self.semgrad.methods)
+        used = {"nli": self.semgrad.nli if "nli" in needs else None,
+                "cross_encoder": self.semgrad.cross_encoder if "cross_encoder" in needs else None}
+        if any(used.values()):
+            used |= {"aux_device": str(self.semgrad.aux_device or self.model.device),
+                     "aux_batch_size": self.semgrad.aux_batch_size}
+        return used
 
     # -- the cache hook is where a generated answer meets its request --------------------------
 

@@ -15,7 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import methods as registry
+from ..logs import get_logger
 from ..sampling.sets import DEFAULT_SEED
+
+logger = get_logger(__name__)
 
 DEFAULT_NLI = "microsoft/deberta-v2-xlarge-mnli"  # the reference code's
 DEFAULT_CROSS_ENCODER = "cross-encoder/stsb-roberta-large"
@@ -95,8 +98,8 @@ def pop_settings(model_args: dict[str, Any]) -> SemGradSettings:
         raise ValueError(
             "semgrad_calibration sets the position and layers; pass it without semgrad_position/semgrad_layers."
         )
-    nli = parse_path("semgrad_nli", ours.get("semgrad_nli")) or DEFAULT_NLI
-    cross_encoder = parse_path("semgrad_cross_encoder", ours.get("semgrad_cross_encoder")) or DEFAULT_CROSS_ENCODER
+    nli = parse_model_name("semgrad_nli", ours.get("semgrad_nli")) or DEFAULT_NLI
+    cross_encoder = parse_model_name("semgrad_cross_encoder", ours.get("semgrad_cross_encoder")) or DEFAULT_CROSS_ENCODER
     available = {need for need, option, name in (("nli", "semgrad_nli", nli),
                                                   ("cross_encoder", "semgrad_cross_encoder", cross_encoder))
                  if ours.get(option) is not None or _locally_available(name)}
@@ -108,6 +111,7 @@ def pop_settings(model_args: dict[str, Any]) -> SemGradSettings:
             f"semgrad_samples={samples}: {', '.join(sampled)} compare several sampled answers; pass semgrad_samples=2 "
             "or more (the reference uses 10, SAR 5)."
         )
+    _warn_of_unused_options(ours, methods)
     return SemGradSettings(
         position=parse_position(ours.get("semgrad_position")),
         layers=parse_layers(ours.get("semgrad_layers")),
@@ -117,7 +121,7 @@ def pop_settings(model_args: dict[str, Any]) -> SemGradSettings:
         sample_seed=parse_seed(ours.get("semgrad_sample_seed")),
         nli=nli,
         cross_encoder=cross_encoder,
-        aux_device=parse_path("semgrad_aux_device", ours.get("semgrad_aux_device")),
+        aux_device=parse_device("semgrad_aux_device", ours.get("semgrad_aux_device")),
         aux_batch_size=parse_positive_int("semgrad_aux_batch_size", ours.get("semgrad_aux_batch_size")) or 32,
         left_out=left_out,
         correctness_metric=metric,
@@ -217,6 +221,43 @@ def parse_path(name: str, value: Any) -> str | None:
     return str(value).strip()
 
 
+def parse_model_name(name: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, (dict, list, tuple, bool)) or not str(value).strip():
+        raise ValueError(f"{name}={value!r} is not valid: pass a local model folder or a Hugging Face hub id.")
+    return str(value).strip()
+
+
+def parse_device(name: str, value: Any) -> str | None:
+    """A device name (checked against torch when the auxiliary models load)."""
+    if value is None:
+        return None
+    if isinstance(value, (dict, list, tuple, bool, int, float)) or not str(value).strip():
+        raise ValueError(f"{name}={value!r} is not valid: pass a device such as cpu, cuda or cuda:1.")
+    return str(value).strip()
+
+
+#: Options that only some methods read: (option, the needs that read it, what it is for).
+_OPTION_READERS = (
+    ("semgrad_samples", {"samples"}, "the sample sets"),
+    ("semgrad_sample_seed", {"samples"}, "the sample sets"),
+    ("semgrad_nli", {"nli"}, "the NLI-based baselines"),
+    ("semgrad_cross_encoder", {"cross_encoder"}, "SAR"),
+    ("semgrad_aux_device", {"nli", "cross_encoder"}, "the NLI model and cross-encoder"),
+    ("semgrad_aux_batch_size", {"nli", "cross_encoder"}, "the NLI model and cross-encoder"),
+)
+
+
+def _warn_of_unused_options(given: dict[str, Any], methods: Sequence[str]) -> None:
+    """An option that no asked-for method reads is said to have no effect (not silently dropped)."""
+    needs = registry.needs_of(methods)
+    for option, readers, purpose in _OPTION_READERS:
+        if given.get(option) is not None and not readers & needs:
+            logger.warning("%s has no effect: it is for %s, and semgrad_methods (%s) names none of them",
+                           option, purpose, ":".join(methods))
+
+
 def parse_memory(value: Any) -> str | float:
     text = str(value).strip().lower()
     if text in ("generation", "unbounded"):
@@ -269,8 +310,13 @@ def parse_methods(
         elif part:
             names.append(part)
     names = list(dict.fromkeys(names))
+    if not names:
+        raise ValueError(
+            f"semgrad_methods={value!r} names no method; name one or more of {', '.join(METHODS)}, 'paper' or 'all', "
+            "joined by ':' (or leave it out for the default, semgrad:hybridgrad:g_nll)."
+        )
     bad = [name for name in names if name not in METHODS]
-    if bad or not names:
+    if bad:
         raise ValueError(
             f"semgrad_methods={value!r} names unknown method(s) {bad}; choose from {', '.join(METHODS)}, 'paper' "
             "or 'all', joined by ':' (commas separate model args)."

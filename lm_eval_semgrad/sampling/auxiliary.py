@@ -16,6 +16,7 @@ scored once, and pairs are batched (`batch_size`), shortest first. The pair is t
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,10 @@ NLI_CLASSES = ("contradiction", "neutral", "entailment")
 def _load(kind: str, option: str, name_or_path: str, device: str | torch.device) -> tuple[Any, Any]:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    if _looks_like_a_path(name_or_path) and not Path(name_or_path).expanduser().is_dir():
+        raise ValueError(f"{option}={name_or_path}: no such folder; pass the folder of a saved {kind} model "
+                         "(with its config.json) or a Hugging Face hub id")
+    device = _checked_device(device)
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)
         model = AutoModelForSequenceClassification.from_pretrained(name_or_path)
@@ -37,6 +42,22 @@ def _load(kind: str, option: str, name_or_path: str, device: str | torch.device)
             "or point HF_HOME at a cache that holds it."
         ) from None
     return model.to(device).eval(), tokenizer
+
+
+def _looks_like_a_path(name: str) -> bool:
+    """Not a hub id ("org/name"): absolute, relative to . or ~, or deeper than one slash."""
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1
+
+
+def _checked_device(device: str | torch.device) -> torch.device:
+    """`semgrad_aux_device` as a torch device that exists here."""
+    try:
+        checked = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"semgrad_aux_device={device}: not a torch device ({error}); pass e.g. cpu, cuda or cuda:1") from None
+    if checked.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"semgrad_aux_device={device}: this torch sees no CUDA device; pass semgrad_aux_device=cpu")
+    return checked
 
 
 def _max_pair_length(model: Any, tokenizer: Any) -> int | None:
