@@ -487,3 +487,21 @@ def test_the_python_api_takes_the_auxiliary_models_of_the_nli_and_cross_encoder_
             assert method in row["scores"] or method in extras["missing"], method
     with pytest.raises(ValueError, match="could not be loaded"):  # the default hub id is not reachable offline
         rescore_jsonl(model, tokenizer, rows, methods=["self_con"], samples=2, bootstrap_iters=0)
+
+
+def test_answers_whose_generated_ids_cannot_be_rebuilt_are_flagged(tiny):
+    """Text that re-encodes to itself can still not be what was generated: U+FFFD stands for bytes that were not
+    valid UTF-8, and more tokens than max_gen_toks allowed cannot have been generated."""
+    from lm_eval_semgrad.rescore import rescore_jsonl
+
+    model, tokenizer = tiny
+    rows = [{"prompt": "what is water made of ?", "response": " water \ufffd ice"},
+            {"prompt": "what is water made of ?", "response": " water and ice", "max_tokens": 2},
+            {"prompt": "what is water made of ?", "response": " water and ice", "max_tokens": 20}]
+    assert tokenizer.decode(tokenizer(rows[0]["response"], add_special_tokens=False).input_ids) == rows[0]["response"]
+    assert len(tokenizer(rows[1]["response"], add_special_tokens=False).input_ids) > 2
+    result = rescore_jsonl(model, tokenizer, rows, methods=["semgrad"])
+    first, second, third = (row["rescore"] for row in result.rows)
+    assert first["roundtrip"] is False and "U+FFFD" in first["roundtrip_issue"]
+    assert second["roundtrip"] is False and "more than the 2 generation allowed" in second["roundtrip_issue"]
+    assert third["roundtrip"] is True and third["roundtrip_issue"] is None

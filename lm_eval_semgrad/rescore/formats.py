@@ -58,7 +58,7 @@ class ScoringSetup:
         return None
 
 
-def _roundtrip_issue(text_ok: bool, logged: list[int] | None, prompt_issue: str | None) -> str | None:
+def _roundtrip_issue(text_problem: str | None, logged: list[int] | None, prompt_issue: str | None) -> str | None:
     """Why the scored ids may not be the generated ones (None: they are).
 
     Logged `response_ids` (semgrad-hf logs) are the generated ids themselves: scoring them is exact
@@ -67,8 +67,8 @@ def _roundtrip_issue(text_ok: bool, logged: list[int] | None, prompt_issue: str 
     issues = []
     if prompt_issue:
         issues.append(prompt_issue)
-    if logged is None and not text_ok:
-        issues.append("decode(encode(answer)) != answer: the scored ids are not the generated ones")
+    if logged is None and text_problem:
+        issues.append(text_problem)
     return "; ".join(issues) or None
 
 
@@ -172,7 +172,7 @@ class HarnessFormat:
         for repeat, text in enumerate(texts):
             rebuilt = rebuild_answer(self.tokenizer, text, limit=limit, eos_token_id=self.setup.eos_token_id)
             exact = logged_ids if repeat == 0 else None
-            issue = _roundtrip_issue(rebuilt.text_roundtrip, exact, prompt_issue)
+            issue = _roundtrip_issue(rebuilt.text_problem, exact, prompt_issue)
             response_ids = list(exact or rebuilt.ids)
             problem = self.setup.problem(prompt_ids, response_ids)
             if problem is not None:
@@ -311,7 +311,7 @@ class PlainFormat:
         logged = row.get("response_ids")
         if logged is not None and not (isinstance(logged, list) and all(isinstance(t, int) for t in logged)):
             raise RowError("'response_ids' is not a list of token ids")
-        issue = _roundtrip_issue(rebuilt.text_roundtrip, logged, None)
+        issue = _roundtrip_issue(rebuilt.text_problem, logged, None)
         response_ids = list(logged if logged is not None else rebuilt.ids)
         problem = self.setup.problem(prompt_ids, response_ids)
         if problem is not None:
