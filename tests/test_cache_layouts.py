@@ -163,3 +163,16 @@ def test_rotary_scaling_that_depends_on_the_length_gets_whole_passes_past_the_or
     prefixes, continuations = [prompts[0]] * 2, [[30, 31, 32, 33], [34, 35]]
     for continuation, row in zip(continuations, continuation_logprobs(model, prefixes, continuations, batch_size=2)):
         assert row == pytest.approx(full_forward_logprobs(model, prompts[0], continuation), rel=1e-5, abs=1e-5)
+
+
+def test_once_a_prefix_cache_shows_recurrent_state_later_batches_skip_the_prefix_pass():
+    model = tiny_hybrid("lfm2", seed=8)  # a model of its own: which models were seen is remembered per model
+    passes = []
+    hook = model.get_input_embeddings().register_forward_hook(lambda module, args, out: passes.append(args[0].shape[1]))
+    try:
+        score(model, PROMPTS, RESPONSES, position=-2, batch_size=1, scores=("semgrad",))
+    finally:
+        hook.remove()
+    # the probe of the hidden-state layout (2 columns), the first batch's prefix, then one whole pass per answer
+    whole = sorted((len(p) + len(r) for p, r in zip(PROMPTS, RESPONSES)), reverse=True)
+    assert passes == [2, len(PROMPTS[0]) - 2, *whole]

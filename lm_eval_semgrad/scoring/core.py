@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import weakref
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -30,11 +31,19 @@ from .model_access import (
 )
 from .output_gradient import mean_abs_output_weight_grads
 from .pass_budget import GradPassMemory
-from .prefix_split import can_crop, prefix_split_is_exact
+from .prefix_split import (
+    can_crop,
+    holds_only_keys_and_values,
+    prefix_split_is_exact,
+    rotary_scaling_allows_split,
+)
 from .validation import validate_inputs
 
 #: Every score of the single pass, in the registry's order (`lm_eval_semgrad.methods`).
 SCORE_KEYS = methods.single_pass_methods()
+
+#: Models whose prefix cache was seen to hold recurrent state (`prefix_split.py`): their grad passes run whole.
+_RECURRENT_CACHE_MODELS: weakref.WeakSet[nn.Module] = weakref.WeakSet()
 
 
 def score(
@@ -238,10 +247,14 @@ def score_batch(
     """
     split = batch.semantic_column(position)
     first_column, cache = split, prefix_cache
-    if cache is None and split > 0:
-        cache = _prefix_cache(model, batch, split)
-        if not prefix_split_is_exact(model, cache, int(batch.position_ids.max()) + 1):
-            first_column, cache = 0, None  # one grad pass over every column (prefix_split.py says when)
+    if cache is None and split > 0:  # one grad pass over every column where a prefix would change the values
+        if model in _RECURRENT_CACHE_MODELS or not rotary_scaling_allows_split(model, int(batch.position_ids.max()) + 1):
+            first_column = 0
+        else:
+            cache = _prefix_cache(model, batch, split)
+            if not holds_only_keys_and_values(cache):
+                _RECURRENT_CACHE_MODELS.add(model)  # later batches skip the prefix pass
+                first_column, cache = 0, None
     capture, logits = _suffix_forward_with_capture(model, batch, first_column, cache, band, graph_inputs)
     if capture.head_input is None or capture.head_output is None:
         raise ValueError(f"{type(model).__name__}'s forward did not call its output projection; SemGrad needs its logits.")

@@ -62,7 +62,12 @@ def rope_scaling_limit(model: nn.Module) -> int | None:
     return min(limits) if limits else None
 
 
+def rotary_scaling_allows_split(model: nn.Module, total_columns: int) -> bool:
+    """Whether a prefix of a sequence of `total_columns` is rotated as in the whole sequence."""
+    limit = rope_scaling_limit(model)
+    return limit is None or total_columns <= limit
+
+
 def prefix_split_is_exact(model: nn.Module, cache: Any, total_columns: int) -> bool:
     """Whether running on from `cache` gives the values of one pass over all `total_columns`."""
-    limit = rope_scaling_limit(model)
-    return holds_only_keys_and_values(cache) and (limit is None or total_columns <= limit)
+    return holds_only_keys_and_values(cache) and rotary_scaling_allows_split(model, total_columns)
