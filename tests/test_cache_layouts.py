@@ -176,3 +176,48 @@ def test_once_a_prefix_cache_shows_recurrent_state_later_batches_skip_the_prefix
     # the probe of the hidden-state layout (2 columns), the first batch's prefix, then one whole pass per answer
     whole = sorted((len(p) + len(r) for p, r in zip(PROMPTS, RESPONSES)), reverse=True)
     assert passes == [2, len(PROMPTS[0]) - 2, *whole]
+
+
+def tiny_gemma3n() -> torch.nn.Module:
+    from transformers import Gemma3nForCausalLM, Gemma3nTextConfig
+
+    torch.manual_seed(9)
+    return Gemma3nForCausalLM(Gemma3nTextConfig(
+        vocab_size=VOCAB, vocab_size_per_layer_input=VOCAB, hidden_size=32, intermediate_size=64, num_attention_heads=4,
+        num_key_value_heads=2, num_hidden_layers=4, head_dim=8, hidden_size_per_layer_input=8, laurel_rank=4,
+        num_kv_shared_layers=2, layer_types=["sliding_attention", "full_attention"] * 2, activation_sparsity_pattern=[0.0] * 4,
+    )).eval()
+
+
+def test_stacked_hidden_states_and_encoder_decoders_are_refused_before_any_scoring():
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    with pytest.raises(ValueError, match=r"takes hidden states of shape \(4, 1, 2, 32\), not \(batch, columns, width\)"):
+        score(tiny_gemma3n(), PROMPTS, RESPONSES, position=-2)
+    t5 = T5ForConditionalGeneration(T5Config(vocab_size=VOCAB, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4))
+    with pytest.raises(ValueError, match="is an encoder-decoder model; SemGrad scores decoder-only causal LMs"):
+        score(t5, PROMPTS, RESPONSES, position=-2)
+
+
+def test_lm_eval_refuses_stacked_hidden_states_before_generating(tmp_path):
+    import subprocess
+
+    from harness_fixtures import offline_env
+    from tiny_models import build_chat_tokenizer
+    from transformers import Gemma3nForCausalLM, Gemma3nTextConfig
+
+    tokenizer = build_chat_tokenizer()
+    Gemma3nForCausalLM(Gemma3nTextConfig(
+        vocab_size=len(tokenizer), vocab_size_per_layer_input=len(tokenizer), hidden_size=32, intermediate_size=64,
+        num_attention_heads=4, num_key_value_heads=2, num_hidden_layers=4, head_dim=8, hidden_size_per_layer_input=8,
+        laurel_rank=4, num_kv_shared_layers=2, layer_types=["sliding_attention", "full_attention"] * 2,
+        activation_sparsity_pattern=[0.0] * 4, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )).save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    tasks_dir = write_tasks(tmp_path / "tasks")
+    result = subprocess.run([
+        *lm_eval_command(), "--model", "semgrad-hf", "--model_args", f"pretrained={tmp_path / 'model'}",
+        "--tasks", "qa_parity", "--include_path", str(tasks_dir), "--limit", "2", "--output_path", str(tmp_path / "out"),
+    ], cwd=tmp_path, env=offline_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert "not (batch, columns, width)" in result.stderr and "Running generate_until" not in result.stderr

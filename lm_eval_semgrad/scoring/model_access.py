@@ -43,10 +43,16 @@ def check_hidden_states_are_layer_inputs(model: nn.Module) -> None:
 
     True of transformer LMs and of the hybrids tried (LFM2, Jamba, Falcon-H1, Qwen3-Next, Mamba-2);
     Mamba-1 models return each layer's *output* instead, so `semgrad_layers` would name other states
-    there: refused. Shapes that differ (stacked inputs) cannot be compared and pass.
+    there: refused, as are layer inputs that are not (batch, columns, width) (Gemma-3n's stacked
+    streams) and encoder-decoder models.
     """
     if model in _LAYOUT_CHECKED:
         return
+    if getattr(getattr(model, "config", None), "is_encoder_decoder", False):
+        raise ValueError(
+            f"{type(model).__name__} is an encoder-decoder model; SemGrad scores decoder-only causal LMs (the grad pass "
+            "follows one stack of layers over prompt and answer). Load a *ForCausalLM model."
+        )
     layers = decoder_layers(model)
     inputs: dict[int, torch.Tensor] = {}
 
@@ -68,6 +74,12 @@ def check_hidden_states_are_layer_inputs(model: nn.Module) -> None:
             handle.remove()
         model.train(was_training)
     for index, layer_input in inputs.items():
+        if layer_input.dim() != 3:
+            raise ValueError(
+                f"{type(model).__name__}'s decoder layer {index} takes hidden states of shape "
+                f"{tuple(layer_input.shape)}, not (batch, columns, width) (e.g. Gemma-3n's stacked AltUp streams); "
+                "SemGrad's gradient at one column of one hidden state per layer is not defined for them."
+            )
         state = hidden_states[index] if hidden_states is not None and index < len(hidden_states) else None
         if state is not None and state.shape == layer_input.shape and not torch.allclose(
             state.float(), layer_input.float().to(state.device), rtol=1e-3, atol=1e-5, equal_nan=True
