@@ -213,29 +213,26 @@ def parse_bool(name: str, value: Any) -> bool:
     raise ValueError(f"{name}={value!r} is not valid: pass true or false.")
 
 
-def parse_path(name: str, value: Any) -> str | None:
+def _text(name: str, value: Any, what: str, rejected: tuple[type, ...] = (dict, list, tuple, bool)) -> str | None:
+    """A non-empty string arg (None: not given); `what` says what to pass instead of a bad value."""
     if value is None:
         return None
-    if isinstance(value, (dict, list, tuple, bool)) or not str(value).strip():
-        raise ValueError(f"{name}={value!r} is not valid: pass the path of a file.")
+    if isinstance(value, rejected) or not str(value).strip():
+        raise ValueError(f"{name}={value!r} is not valid: pass {what}.")
     return str(value).strip()
+
+
+def parse_path(name: str, value: Any) -> str | None:
+    return _text(name, value, "the path of a file")
 
 
 def parse_model_name(name: str, value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, (dict, list, tuple, bool)) or not str(value).strip():
-        raise ValueError(f"{name}={value!r} is not valid: pass a local model folder or a Hugging Face hub id.")
-    return str(value).strip()
+    return _text(name, value, "a local model folder or a Hugging Face hub id")
 
 
 def parse_device(name: str, value: Any) -> str | None:
     """A device name (checked against torch when the auxiliary models load)."""
-    if value is None:
-        return None
-    if isinstance(value, (dict, list, tuple, bool, int, float)) or not str(value).strip():
-        raise ValueError(f"{name}={value!r} is not valid: pass a device such as cpu, cuda or cuda:1.")
-    return str(value).strip()
+    return _text(name, value, "a device such as cpu, cuda or cuda:1", (dict, list, tuple, bool, int, float))
 
 
 #: Options that only some methods read: (option, the needs that read it, what it is for).
