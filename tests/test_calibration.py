@@ -147,6 +147,22 @@ def test_hidden_states_batched_with_shared_prefix_equal_single_prompts(model_and
         torch.testing.assert_close(batched[index], expected, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("architecture", ["lfm2", "qwen3_next"])
+def test_hidden_states_of_a_model_with_recurrent_state_equal_single_prompts(model_and_tokenizer, architecture):
+    """Its prefix cache cannot be repeated for the prompts (recurrent state): every prompt runs in full."""
+    from tiny_models import tiny_hybrid
+
+    _, tokenizer = model_and_tokenizer
+    model = tiny_hybrid(architecture, vocab_size=len(tokenizer))
+    prompts = [encode_prompt(tokenizer, q) for q, _ in ITEMS[:4]]
+    batched = prompt_hidden_states(model, prompts, POSITIONS, batch_size=3)
+    for index, ids in enumerate(prompts):
+        with torch.no_grad():
+            hidden = model(torch.tensor([ids]), output_hidden_states=True).hidden_states
+        expected = torch.stack([torch.stack([h[0, p] for p in POSITIONS]) for h in hidden])
+        torch.testing.assert_close(batched[index], expected, atol=1e-4, rtol=1e-4)
+
+
 def test_positions_deeper_than_a_prompt_are_rejected(model_and_tokenizer):
     model, _ = model_and_tokenizer
     with pytest.raises(ValueError, match="fewer than the deepest position"):

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..scoring.model_access import cache_argument, logits_to_keep_kwargs, model_device, output_cache
+from ..scoring.prefix_split import prefix_split_is_exact
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +74,11 @@ def prompt_hidden_states(
         prefix = torch.as_tensor(list(prompts[0][:shared]), dtype=torch.long, device=device)[None]
         outputs = model(input_ids=prefix, use_cache=True, **logits_to_keep_kwargs(model, 1))
         prefix_cache = output_cache(outputs)
-        if prefix_cache is None or not hasattr(prefix_cache, "batch_repeat_interleave"):
-            logger.info("%s gave no repeatable KV cache; running every prompt in full", type(model).__name__)
+        longest = max(len(p) for p in prompts)
+        if (prefix_cache is None or not hasattr(prefix_cache, "batch_repeat_interleave")
+                or not prefix_split_is_exact(model, prefix_cache, longest)):
+            logger.info("%s gave no KV cache that can stand in for the shared prefix (none, recurrent state or "
+                        "length-dependent rotary scaling); running every prompt in full", type(model).__name__)
             prefix_cache = None
     if prefix_cache is None:
         shared = 0
