@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..scoring.model_access import cache_argument, logits_to_keep_kwargs, model_device, output_cache
-from ..scoring.prefix_split import prefix_split_is_exact
+from ..scoring.prefix_split import may_split_prefix, prefix_split_is_exact
 
 logger = logging.getLogger(__name__)
 
@@ -70,11 +70,11 @@ def prompt_hidden_states(
     shared = min(common_prefix_length(prompts), min(len(p) for p in prompts) - deepest) if share_prefix else 0
     cache_kwarg = cache_argument(model)
     prefix_cache = None
-    if shared >= MIN_SHARED_PREFIX:
+    longest = max(len(p) for p in prompts)
+    if shared >= MIN_SHARED_PREFIX and may_split_prefix(model, longest):
         prefix = torch.as_tensor(list(prompts[0][:shared]), dtype=torch.long, device=device)[None]
         outputs = model(input_ids=prefix, use_cache=True, **logits_to_keep_kwargs(model, 1))
         prefix_cache = output_cache(outputs)
-        longest = max(len(p) for p in prompts)
         if (prefix_cache is None or not hasattr(prefix_cache, "batch_repeat_interleave")
                 or not prefix_split_is_exact(model, prefix_cache, longest)):
             logger.info("%s gave no KV cache that can stand in for the shared prefix (none, recurrent state or "

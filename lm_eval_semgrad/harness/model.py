@@ -36,7 +36,7 @@ from ..scoring.model_access import (
     resolve_layers,
 )
 from ..scoring.pass_budget import GradPassMemory
-from ..scoring.prefix_split import can_crop, prefix_split_is_exact
+from ..scoring.prefix_split import prefix_cache_problem
 from ..version import __version__
 from . import evaluator_hooks
 from .sampled_baselines import SampledBaselines
@@ -417,11 +417,9 @@ class SemGradHFLM(HFLM):
 
         None when that is not possible.
         """
-        if not can_crop(cache) or not hasattr(cache, "get_seq_length"):
-            return None  # e.g. a sliding-window layer past its window: score() runs its own prefix
-        total_columns = max(len(prompt) for prompt in prompts) + max(len(answer) for answer in answers)
-        if not prefix_split_is_exact(self.model, cache, total_columns):
-            return None  # recurrent state or length-dependent rotary scaling: score() runs whole passes
+        total_columns = max(len(prompt) + len(answer) for prompt, answer in zip(prompts, answers))
+        if not hasattr(cache, "get_seq_length") or prefix_cache_problem(self.model, cache, total_columns):
+            return None  # score() runs its own prefix, or whole passes (scoring/prefix_split.py)
         if graph_inputs is not None and self._lower_layer_reuse is None:
             self._lower_layer_reuse = self._lower_layer_reuse_agrees(prompts, answers, cache, graph_inputs)
         if not self._lower_layer_reuse:

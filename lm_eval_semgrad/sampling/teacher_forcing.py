@@ -31,7 +31,7 @@ from ..scoring.model_access import (
     model_device,
     output_cache,
 )
-from ..scoring.prefix_split import prefix_split_is_exact
+from ..scoring.prefix_split import may_split_prefix, prefix_split_is_exact
 
 
 @torch.no_grad()
@@ -109,10 +109,12 @@ def _score_after_shared_prefix(
 ) -> bool:
     """The continuations `members` of one prefix, from the prefix's KV cache; False (nothing scored) when the model
     gives no cache whose rows can be repeated or whose continuation would not be the whole pass (prefix_split.py)."""
+    longest = len(prefix) + max(len(continuations[i]) for i in members)
+    if not may_split_prefix(model, longest):
+        return False
     device = model_device(model)
     outputs = model(input_ids=torch.tensor([prefix], device=device), use_cache=True, **logits_to_keep_kwargs(model, 1))
     cache = output_cache(outputs)
-    longest = len(prefix) + max(len(continuations[i]) for i in members)
     if cache is None or not hasattr(cache, "batch_select_indices") or not prefix_split_is_exact(model, cache, longest):
         return False
     first_token_logits = outputs.logits[0, -1:]  # predicts every continuation's first token

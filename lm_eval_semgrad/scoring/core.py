@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import weakref
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -31,19 +30,11 @@ from .model_access import (
 )
 from .output_gradient import mean_abs_output_weight_grads
 from .pass_budget import GradPassMemory
-from .prefix_split import (
-    can_crop,
-    holds_only_keys_and_values,
-    prefix_split_is_exact,
-    rotary_scaling_allows_split,
-)
+from .prefix_split import may_split_prefix, prefix_cache_problem, prefix_split_is_exact
 from .validation import validate_inputs
 
 #: Every score of the single pass, in the registry's order (`lm_eval_semgrad.methods`).
 SCORE_KEYS = methods.single_pass_methods()
-
-#: Models whose prefix cache was seen to hold recurrent state (`prefix_split.py`): their grad passes run whole.
-_RECURRENT_CACHE_MODELS: weakref.WeakSet[nn.Module] = weakref.WeakSet()
 
 
 def score(
@@ -121,15 +112,11 @@ def score_with_prefix_cache(
     band = resolve_layers(len(decoder_layers(model)), layers)
     prompt_width = max(len(p) for p in prompt_ids)
     split = prompt_width + position
-    if not prefix_split_is_exact(model, prefix_cache, max(len(p) + len(r) for p, r in zip(prompt_ids, response_ids))):
+    problem = prefix_cache_problem(model, prefix_cache, max(len(p) + len(r) for p, r in zip(prompt_ids, response_ids)))
+    if problem is not None:
         raise ValueError(
             f"a {type(prefix_cache).__name__} of {type(model).__name__} cannot stand in for the columns before tau "
-            "(recurrent state, or rotary scaling that depends on the length: see scoring/prefix_split.py); use score()."
-        )
-    if not can_crop(prefix_cache):
-        raise ValueError(
-            f"the {type(prefix_cache).__name__} cannot be cut back to the columns before tau (a sliding-window layer "
-            "went past its window); use score()."
+            f"({problem}: see scoring/prefix_split.py); use score()."
         )
     cached = prefix_cache.get_seq_length()
     if cached < split:
@@ -248,12 +235,12 @@ def score_batch(
     split = batch.semantic_column(position)
     first_column, cache = split, prefix_cache
     if cache is None and split > 0:  # one grad pass over every column where a prefix would change the values
-        if model in _RECURRENT_CACHE_MODELS or not rotary_scaling_allows_split(model, int(batch.position_ids.max()) + 1):
+        total_columns = int(batch.position_ids.max()) + 1
+        if not may_split_prefix(model, total_columns):
             first_column = 0
         else:
             cache = _prefix_cache(model, batch, split)
-            if not holds_only_keys_and_values(cache):
-                _RECURRENT_CACHE_MODELS.add(model)  # later batches skip the prefix pass
+            if not prefix_split_is_exact(model, cache, total_columns):
                 first_column, cache = 0, None
     capture, logits = _suffix_forward_with_capture(model, batch, first_column, cache, band, graph_inputs)
     if capture.head_input is None or capture.head_output is None:

@@ -18,6 +18,7 @@ be cut back to tau (`can_crop`), which a sliding-window layer past its window no
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -62,12 +63,31 @@ def rope_scaling_limit(model: nn.Module) -> int | None:
     return min(limits) if limits else None
 
 
-def rotary_scaling_allows_split(model: nn.Module, total_columns: int) -> bool:
-    """Whether a prefix of a sequence of `total_columns` is rotated as in the whole sequence."""
+#: Models whose cache was seen to hold recurrent state: their prefix passes are not even tried again.
+_RECURRENT_CACHE_MODELS: weakref.WeakSet[nn.Module] = weakref.WeakSet()
+
+
+def may_split_prefix(model: nn.Module, total_columns: int) -> bool:
+    """What is known before any prefix pass: False for a model whose cache held recurrent state, or whose rotary
+    scaling rotates a prefix of a sequence of `total_columns` otherwise than the whole sequence."""
     limit = rope_scaling_limit(model)
-    return limit is None or total_columns <= limit
+    return model not in _RECURRENT_CACHE_MODELS and (limit is None or total_columns <= limit)
 
 
 def prefix_split_is_exact(model: nn.Module, cache: Any, total_columns: int) -> bool:
-    """Whether running on from `cache` gives the values of one pass over all `total_columns`."""
-    return holds_only_keys_and_values(cache) and rotary_scaling_allows_split(model, total_columns)
+    """Whether running on from `cache` gives the values of one pass over all `total_columns` (a cache with
+    recurrent state marks its model, so that `may_split_prefix` spares it later prefix passes)."""
+    if not holds_only_keys_and_values(cache):
+        _RECURRENT_CACHE_MODELS.add(model)
+        return False
+    return may_split_prefix(model, total_columns)
+
+
+def prefix_cache_problem(model: nn.Module, cache: Any, total_columns: int) -> str | None:
+    """Why generation's `cache` cannot stand in for the columns before tau of sequences up to `total_columns`
+    (None: it can)."""
+    if not prefix_split_is_exact(model, cache, total_columns):
+        return "recurrent state, or rotary scaling that depends on the length"
+    if not can_crop(cache):
+        return "a sliding-window layer went past its window, so it cannot be cut back to tau"
+    return None
