@@ -16,7 +16,7 @@ from typing import Any
 
 from .. import methods as registry
 from ..logs import get_logger
-from ..sampling.sets import DEFAULT_SEED
+from ..sampling.sets import DEFAULT_AUX_BATCH_SIZE, DEFAULT_SEED
 
 logger = get_logger(__name__)
 
@@ -38,7 +38,7 @@ OPTION_HELP = {
     "semgrad_nli": f"NLI model (path or hub id) of the NLI-based baselines (default {DEFAULT_NLI})",
     "semgrad_cross_encoder": f"cross-encoder (path or hub id) of SAR (default {DEFAULT_CROSS_ENCODER})",
     "semgrad_aux_device": "device of the NLI model and cross-encoder (default: the scored model's)",
-    "semgrad_aux_batch_size": "text pairs per NLI / cross-encoder forward pass (default 32)",
+    "semgrad_aux_batch_size": f"text pairs per NLI / cross-encoder forward pass (default {DEFAULT_AUX_BATCH_SIZE})",
     "semgrad_calibration": "a calibration JSON from `lm-eval-semgrad calibrate`: sets position and layers (not with semgrad_position/semgrad_layers)",
     "semgrad_confidence": "a confidence JSON from `lm-eval-semgrad confidence fit`: logs P(correct) of its methods (uncertainty.p_correct) and reports their ECE, Brier score, log loss and selective accuracy",
     "semgrad_reuse_cache": "true (default): score from generation's own prompt KV cache and lower layers' outputs; false: recompute them",
@@ -70,7 +70,7 @@ class SemGradSettings:
     nli: str = DEFAULT_NLI
     cross_encoder: str = DEFAULT_CROSS_ENCODER
     aux_device: str | None = None
-    aux_batch_size: int = 32
+    aux_batch_size: int = DEFAULT_AUX_BATCH_SIZE
     left_out: tuple[tuple[str, str], ...] = ()  # (method or paper row, why) that `paper`/`all` could not include
     given: tuple[str, ...] = ()
 
@@ -122,7 +122,7 @@ def pop_settings(model_args: dict[str, Any]) -> SemGradSettings:
         nli=nli,
         cross_encoder=cross_encoder,
         aux_device=parse_device("semgrad_aux_device", ours.get("semgrad_aux_device")),
-        aux_batch_size=parse_positive_int("semgrad_aux_batch_size", ours.get("semgrad_aux_batch_size")) or 32,
+        aux_batch_size=parse_positive_int("semgrad_aux_batch_size", ours.get("semgrad_aux_batch_size")) or DEFAULT_AUX_BATCH_SIZE,
         left_out=left_out,
         correctness_metric=metric,
         correctness_threshold=threshold,

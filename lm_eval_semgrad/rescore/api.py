@@ -25,7 +25,7 @@ from ..hf.options import (
     SemGradSettings,
     computed_scores,
 )
-from ..sampling.sets import DEFAULT_SEED
+from ..sampling.sets import DEFAULT_AUX_BATCH_SIZE, DEFAULT_SEED
 from .encoding import DEFAULT_MAX_LENGTH, PromptEncoder
 from .formats import HarnessFormat, PlainFormat, ScoringSetup
 from .pipeline import RescoreResult, group_metrics, parse_rows, run_items, sampling_stage, scoring_setup
@@ -55,7 +55,7 @@ def rescore_samples(
     nli: str = DEFAULT_NLI,
     cross_encoder: str = DEFAULT_CROSS_ENCODER,
     aux_device: str | None = None,
-    aux_batch_size: int = 32,
+    aux_batch_size: int = DEFAULT_AUX_BATCH_SIZE,
 ) -> RescoreResult:
     """SemGrad scores for lm-eval sample rows (dicts as in `samples_<task>_*.jsonl`), without generating.
 
@@ -98,7 +98,7 @@ def rescore_jsonl(
     nli: str = DEFAULT_NLI,
     cross_encoder: str = DEFAULT_CROSS_ENCODER,
     aux_device: str | None = None,
-    aux_batch_size: int = 32,
+    aux_batch_size: int = DEFAULT_AUX_BATCH_SIZE,
 ) -> RescoreResult:
     """SemGrad scores for plain rows {"prompt" | "messages", "response", "correct"?}.
 

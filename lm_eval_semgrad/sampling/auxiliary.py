@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .sets import DEFAULT_AUX_BATCH_SIZE
+
 NLI_CLASSES = ("contradiction", "neutral", "entailment")
 
 
@@ -110,7 +112,7 @@ class _PairClassifier:
 class NLIModel(_PairClassifier):
     """(premise, hypothesis) -> P(contradiction), P(neutral), P(entailment)."""
 
-    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 32) -> None:
+    def __init__(self, model: Any, tokenizer: Any, batch_size: int = DEFAULT_AUX_BATCH_SIZE) -> None:
         super().__init__(model, tokenizer, batch_size)
         labels = {int(i): str(name).lower() for i, name in (getattr(model.config, "id2label", None) or {}).items()}
         found = {cls: [i for i, name in labels.items() if name.startswith(cls[:7])] for cls in NLI_CLASSES}
@@ -122,7 +124,7 @@ class NLIModel(_PairClassifier):
         self.order = [found[cls][0] for cls in NLI_CLASSES]
 
     @classmethod
-    def load(cls, name_or_path: str, device: str | torch.device, batch_size: int = 32) -> NLIModel:
+    def load(cls, name_or_path: str, device: str | torch.device, batch_size: int = DEFAULT_AUX_BATCH_SIZE) -> NLIModel:
         return cls(*_load("NLI", "semgrad_nli", name_or_path, device), batch_size=batch_size)
 
     def probabilities(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
@@ -135,7 +137,7 @@ class NLIModel(_PairClassifier):
 class CrossEncoder(_PairClassifier):
     """(text a, text b) -> similarity in [0, 1]: the sigmoid of a one-label classifier's logit."""
 
-    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 32) -> None:
+    def __init__(self, model: Any, tokenizer: Any, batch_size: int = DEFAULT_AUX_BATCH_SIZE) -> None:
         super().__init__(model, tokenizer, batch_size)
         if int(model.config.num_labels) != 1:
             raise ValueError(
@@ -144,7 +146,7 @@ class CrossEncoder(_PairClassifier):
             )
 
     @classmethod
-    def load(cls, name_or_path: str, device: str | torch.device, batch_size: int = 32) -> CrossEncoder:
+    def load(cls, name_or_path: str, device: str | torch.device, batch_size: int = DEFAULT_AUX_BATCH_SIZE) -> CrossEncoder:
         return cls(*_load("cross-encoder", "semgrad_cross_encoder", name_or_path, device), batch_size=batch_size)
 
     def scores(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 DEFAULT_SEED = 42  # the reference code's (run_estimation.py)
+DEFAULT_AUX_BATCH_SIZE = 32  # text pairs per NLI / cross-encoder forward pass
 
 
 @dataclass(frozen=True)
